@@ -1,0 +1,90 @@
+"""Honest metrics for the 12-class task, side by side with the per-output binary accuracy Keras reported.
+
+All are torchmetrics, so they accumulate over batches and stay right under DDP.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+    MultilabelAccuracy,
+)
+
+from ser.labels import CLASSES, NUM_CLASSES, NUM_EMOTIONS, NUM_GENDERS
+
+# Scalar metrics logged as <stage>/<name>; these are also the plain names in metrics.json.
+SCALARS = ("accuracy", "uar", "macro_f1", "emotion_accuracy", "gender_accuracy", "binary_accuracy")
+TRIVIAL_BINARY_ACCURACY = (NUM_CLASSES - 1) / NUM_CLASSES  # all-"no" model on one-hot targets
+
+
+class _Mapped(Metric):
+    """Accuracy of a coarser view (emotion or gender) of the 12-class predictions."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, view: str) -> None:
+        super().__init__()
+        self.view = view
+        self.inner = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def _map(self, x: torch.Tensor) -> torch.Tensor:
+        return x % NUM_EMOTIONS if self.view == "emotion" else x // NUM_EMOTIONS
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.inner.update(self._map(preds), self._map(target))
+
+    def compute(self) -> torch.Tensor:
+        return self.inner.compute()
+
+    def reset(self) -> None:
+        super().reset()
+        self.inner.reset()
+
+
+class StageMetrics(nn.Module):
+    """Everything measured on one stage (train, val or test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_metrics = MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(NUM_CLASSES, average="micro"),
+                "uar": MulticlassRecall(NUM_CLASSES, average="macro"),
+                "macro_f1": MulticlassF1Score(NUM_CLASSES, average="macro"),
+                "emotion_accuracy": _Mapped(NUM_EMOTIONS, "emotion"),
+                "gender_accuracy": _Mapped(NUM_GENDERS, "gender"),
+            }
+        )
+        self.per_class_recall = MulticlassRecall(NUM_CLASSES, average=None)
+        self.binary_accuracy = MultilabelAccuracy(NUM_CLASSES, threshold=0.5, average="micro")
+        self.confusion = MulticlassConfusionMatrix(NUM_CLASSES)
+
+    def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:
+        preds = probabilities.argmax(-1)
+        self.label_metrics.update(preds, target)
+        self.per_class_recall.update(preds, target)
+        self.binary_accuracy.update(probabilities, nn.functional.one_hot(target, NUM_CLASSES))
+        self.confusion.update(preds, target)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        out = dict(self.label_metrics.compute())
+        out["binary_accuracy"] = self.binary_accuracy.compute()
+        return out
+
+    def compute_per_class_recall(self) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(CLASSES, self.per_class_recall.compute(), strict=True)}
+
+    def compute_confusion(self) -> torch.Tensor:
+        return self.confusion.compute()
+
+    def reset(self) -> None:
+        self.label_metrics.reset()
+        self.per_class_recall.reset()
+        self.binary_accuracy.reset()
+        self.confusion.reset()

@@ -1,0 +1,175 @@
+"""LightningModule: the network, the chosen loss, the metrics of every stage and what a run logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import MeanMetric
+
+from ser.data.batching import Batch
+from ser.labels import CLASSES, NUM_CLASSES
+from ser.metrics import StageMetrics
+
+log = logging.getLogger("ser.train")
+
+CHECKPOINT_FORMAT = "ser-checkpoint-v1"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class SERModule(L.LightningModule):
+    """Wraps the network (``model`` config) and trains it with the ``loss`` config.
+
+    All constructor arguments are plain config dicts, saved as hyperparameters, so a checkpoint
+    rebuilds the whole model on its own (see ser.predict).
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        input_dim: int,
+        scheduler: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None,
+        sample_rate: int = 16000,
+        classes: tuple[str, ...] | list[str] = CLASSES,
+        monitor: str = "val/uar",
+    ) -> None:
+        super().__init__()
+        # logger=False: the HPARAMS tab gets the full run config with final metrics at the end (ser.train).
+        self.save_hyperparameters(logger=False)
+        if len(classes) != NUM_CLASSES:
+            raise ValueError(f"{len(classes)} class names given, the label scheme has {NUM_CLASSES}")
+        self.net = instantiate(model, input_dim=input_dim)
+        self.loss_fn = instantiate(loss)
+        self.train_metrics = StageMetrics()
+        self.val_metrics = StageMetrics()
+        self.test_metrics = StageMetrics()
+        self.train_loss = MeanMetric()
+        self.epoch_times: list[float] = []
+        self._epoch_start = 0.0
+        self.best_val: dict[str, float] = {}
+        self.test_results: dict[str, Any] = {}
+        self.last_val_confusion: torch.Tensor | None = None
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(features, lengths)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn.probabilities(logits)
+
+    # -- set-up from the data -------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage != "fit" or dm is None or not hasattr(dm, "feature_stats"):
+            return
+        mean, std = dm.feature_stats()
+        self.net.normalizer.set_stats(mean, std)
+        counts = torch.bincount(torch.tensor(dm.datasets["train"].labels), minlength=NUM_CLASSES)
+        self.loss_fn.set_class_counts(counts)
+
+    # -- steps -------------------------------------------------------------------------------------------
+
+    def _step(self, batch: Batch, metrics: StageMetrics, stage: str) -> torch.Tensor:
+        logits = self(batch.features, batch.lengths)
+        loss = self.loss_fn(logits, batch.labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
+                "The run is stopped. Try a lower optimizer.lr, gradient clipping (trainer.gradient_clip_val), "
+                "or check the features for NaN/inf values."
+            )
+        metrics.update(self.probabilities(logits.detach()), batch.labels)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
+                 batch_size=batch.labels.shape[0], sync_dist=True)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, self.train_metrics, "train")
+        self.train_loss.update(loss.detach(), weight=batch.labels.shape[0])
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.test_metrics, "test")
+
+    def _log_stage(self, metrics: StageMetrics, stage: str) -> dict[str, float]:
+        values = {k: float(v) for k, v in metrics.compute().items()}
+        for k, v in values.items():
+            self.log(f"{stage}/{k}", v, prog_bar=k == "uar" and stage != "train")
+        return values
+
+    def on_train_epoch_end(self) -> None:
+        # Validation of this epoch has run already, so the line has both train and val figures.
+        train = self._log_stage(self.train_metrics, "train")
+        train_loss = float(self.train_loss.compute())
+        self.train_metrics.reset()
+        self.train_loss.reset()
+        elapsed = time.perf_counter() - self._epoch_start
+        self.epoch_times.append(elapsed)
+        if self.global_rank == 0:
+            val = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+            parts = [f"train/loss {train_loss:.4f}", f"train/uar {train['uar']:.4f}"]
+            parts += [f"{k} {val[k]:.4f}" for k in ("val/loss", "val/uar", "val/accuracy", "val/binary_accuracy") if k in val]
+            log.info("epoch %d | %s | %.1f s", self.current_epoch, " | ".join(parts), elapsed)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_stage(self.val_metrics, "val")
+        confusion = self.val_metrics.compute_confusion().cpu()
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking:
+            return
+        if not self.best_val or values["uar"] > self.best_val["uar"]:
+            self.best_val = {**values, "epoch": self.current_epoch}
+        self.last_val_confusion = confusion
+        self._log_confusion_image(confusion, "val/confusion_matrix")
+
+    def on_test_epoch_end(self) -> None:
+        values = self._log_stage(self.test_metrics, "test")
+        self.test_results = {
+            **values,
+            "per_class_recall": self.test_metrics.compute_per_class_recall(),
+            "confusion": self.test_metrics.compute_confusion().cpu().tolist(),
+        }
+        self.test_metrics.reset()
+
+    def _log_confusion_image(self, confusion: torch.Tensor, tag: str) -> None:
+        tb = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if tb is None or self.global_rank != 0:
+            return
+        from ser.plots import confusion_figure
+
+        fig = confusion_figure(confusion.numpy(), self.hparams.classes, title=f"{tag} (epoch {self.current_epoch})")
+        tb.experiment.add_figure(tag, fig, global_step=self.current_epoch)
+
+    # -- optimization ------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        sched_cfg = dict(self.hparams.scheduler)
+        interval = sched_cfg.pop("interval", "epoch")
+        monitor = sched_cfg.pop("monitor", self.hparams.monitor)
+        scheduler = instantiate(sched_cfg)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ser_format"] = CHECKPOINT_FORMAT
+
