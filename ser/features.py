@@ -245,7 +245,10 @@ class MFCC(nn.Module):
         self.deltas = int(deltas)
         self.delta_width = int(delta_width)
         self.logmel = LogMel(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, amin)
+        # Same framing attributes as LogMel, so callers can read either extractor the same way.
         self.sample_rate = self.logmel.sample_rate
+        self.n_fft = self.logmel.n_fft
+        self.win_length = self.logmel.win_length
         self.hop_length = self.logmel.hop_length
         dct = dct_matrix(self.n_mfcc, self.logmel.n_mels).T
         self.register_buffer("dct", torch.tensor(dct, dtype=torch.float32), persistent=False)

@@ -134,8 +134,11 @@ class FeatureCache:
             start = time.perf_counter()
             fs = self.build(clips)
             tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            torch.save(fs.to_state(), tmp)
-            os.replace(tmp, path)
+            try:
+                torch.save(fs.to_state(), tmp)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write (disk full, ...) leaves no partial file behind
             (path.with_suffix(".json")).write_text(
                 json.dumps({"config": self.config, "clips": len(clips)}, indent=2, default=str)
             )

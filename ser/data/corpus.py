@@ -15,7 +15,7 @@ from pathlib import Path
 import soundfile as sf
 
 from ser import labels
-from ser.data.sources import DataError, missing_corpus_message
+from ser.data.sources import HELP, TRY_DEMO, DataError, missing_corpus_message
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,11 @@ def build_index(
     index = CorpusIndex()
     for name in corpora:
         if name not in readers:
-            raise DataError(f"data.corpora: unknown corpus {name!r}; choose from {sorted(readers)}")
+            raise DataError(
+                f"data.corpora: unknown corpus {name!r}; expected one of {sorted(readers)}:\n"
+                + "\n".join(HELP[k] for k in sorted(readers))
+                + f"\n{TRY_DEMO}"
+            )
         if name not in roots:
             raise DataError(f"data.roots.{name} is not set: give the folder of the {name} corpus")
         part = readers[name](Path(roots[name]))

@@ -1,8 +1,8 @@
 """Built-in synthetic demo corpus (``data=demo``): a tiny CREMA-D + SAVEE look-alike made of numpy tones.
 
 It is the default corpus of the main command and what the test suite trains on, so it is small,
-deterministic (byte-identical files for the same :class:`DemoSpec`) and quick to make, and its classes
-differ in acoustic cues the way acted emotional speech roughly does:
+deterministic (byte-identical files for the same :class:`DemoSpec` and numpy build) and quick to make,
+and its classes differ in acoustic cues the way acted emotional speech roughly does:
 
 - gender: fundamental frequency (~115 Hz male, ~215 Hz female) and formant positions;
 - emotion: pitch level and contour, pitch jitter/tremolo, loudness, syllable rate and spectral tilt.
@@ -353,7 +353,7 @@ def _plan(spec: DemoSpec) -> list[_Clip]:
     clips.append(
         _Clip(
             f"crema-d/AudioWAV/{SILENT_CLIP}",
-            "female",
+            crema_gender(_SILENT_ACTOR),
             "",
             f"crema-d/{_SILENT_ACTOR}",
             spec.sample_rate_crema,

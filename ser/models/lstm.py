@@ -56,7 +56,7 @@ class LSTMClassifier(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.3,
         dense_size: int = 64,
-        pooling: str = "last",
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
         if pooling not in ("last", "mean"):

@@ -1,0 +1,311 @@
+"""ser.compare on fake sweep folders with known numbers, checked against numpy/scipy directly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from ser import compare as C
+from ser.metrics import SCALARS, TRIVIAL_BINARY_ACCURACY
+
+SEEDS = range(5)
+# Categorical clearly better on UAR; binary higher on binary_accuracy (the original work's metric).
+CAT_UAR = np.array([0.52, 0.55, 0.50, 0.53, 0.56])
+BIN_UAR = np.array([0.45, 0.49, 0.46, 0.44, 0.50])
+CAT_BIN_ACC = np.array([0.930, 0.932, 0.929, 0.931, 0.933])
+BIN_BIN_ACC = np.array([0.940, 0.941, 0.939, 0.942, 0.938])
+TARGETS = {"categorical": "ser.losses.CategoricalLoss", "binary": "ser.losses.BinaryLoss"}
+
+
+def _metrics(
+    uar: float, binary_accuracy: float, loss: str, seed: int, split: str = "speaker", fold: int | None = None
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    values = {
+        "accuracy": uar + 0.01,
+        "uar": uar,
+        "macro_f1": uar - 0.02,
+        "emotion_accuracy": uar + 0.05,
+        "gender_accuracy": 0.9 + uar / 10,
+        "binary_accuracy": binary_accuracy,
+    }
+    assert set(values) == set(SCALARS)
+    return {
+        **values,
+        "per_class_recall": {},
+        "trivial_binary_accuracy": TRIVIAL_BINARY_ACCURACY,
+        "best_val": {**values, "epoch": 7},
+        "status": "ok",
+        "loss": loss,
+        "seed": seed,
+        "split": split,
+        "fold": fold,
+        "data": {},
+        "epochs": 10,
+        "epoch_time_s": 1.5,
+        "wall_time_s": 20.0,
+        "best_checkpoint": "",
+        "confusion": (rng.integers(0, 5, (12, 12)) + np.eye(12, dtype=int) * 20).tolist(),
+    }
+
+
+def write_job(
+    root: Path,
+    num: int,
+    overrides: list[str],
+    loss: str = "categorical",
+    metrics: dict[str, Any] | None = None,
+    hidden: int = 128,
+    split: str = "speaker",
+) -> Path:
+    """A job folder as ser.train leaves it; metrics=None leaves no metrics.json (a job that died hard)."""
+    job = root / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    config = {
+        "seed": 0,
+        "data": {"split": split, "fold": 0, "split_seed": "${seed}"},
+        "model": {"hidden_size": hidden},
+        "loss": {"_target_": TARGETS[loss]},
+    }
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def loss_sweep(root: Path) -> Path:
+    """2 losses x 5 seeds, then one failed job and one without metrics.json."""
+    num = 0
+    for loss, uars, accs in (("categorical", CAT_UAR, CAT_BIN_ACC), ("binary", BIN_UAR, BIN_BIN_ACC)):
+        for seed in SEEDS:
+            overrides = [f"loss={loss}", f"seed={seed}", "experiment=loss_comparison"]
+            write_job(root, num, overrides, loss, _metrics(uars[seed], accs[seed], loss, seed))
+            num += 1
+    failed = ["loss=binary", "seed=5", "experiment=loss_comparison"]
+    write_job(
+        root,
+        num,
+        failed,
+        "binary",
+        {"status": "failed", "error": "RuntimeError: CUDA out of memory | boom", "overrides": failed},
+    )
+    died = write_job(root, num + 1, ["loss=categorical", "seed=5", "experiment=loss_comparison"])
+    (died / "train.log").write_text("[ser.train][INFO] - epoch 1\n[ser.train][ERROR] - Killed by signal 9\n")
+    return root
+
+
+def expected_summary(x: np.ndarray) -> tuple[float, float, float, float]:
+    n, mean, sd = len(x), float(np.mean(x)), float(np.std(x, ddof=1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, sd, mean - half, mean + half
+
+
+@pytest.fixture(scope="module")
+def loss_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, C.Comparison]:
+    sweep = loss_sweep(tmp_path_factory.mktemp("sweep"))
+    return sweep, C.compare(sweep)
+
+
+def test_group_statistics(loss_result: tuple[Path, C.Comparison]) -> None:
+    _, comp = loss_result
+    assert comp.varied == ["loss", "seed"]
+    assert comp.group_keys == ["loss"] and comp.match_keys == ["seed"] and comp.contrast == "loss"
+    assert comp.levels == ["categorical", "binary"]
+    groups = {g.label: g for g in comp.groups}
+    assert set(groups) == {"loss=categorical", "loss=binary"}
+    for label, uar, acc in (
+        ("loss=categorical", CAT_UAR, CAT_BIN_ACC),
+        ("loss=binary", BIN_UAR, BIN_BIN_ACC),
+    ):
+        for metric, values in (("uar", uar), ("binary_accuracy", acc), ("macro_f1", uar - 0.02)):
+            s = groups[label].stats[metric]
+            assert s.n == 5
+            assert (s.mean, s.sd, s.ci_low, s.ci_high) == pytest.approx(expected_summary(values), rel=1e-9)
+
+
+def test_paired_differences(loss_result: tuple[Path, C.Comparison]) -> None:
+    _, comp = loss_result
+    (r,) = comp.paired_result("uar")
+    assert (r.a, r.b, r.n, r.unpaired) == ("categorical", "binary", 5, 0)
+    d = BIN_UAR - CAT_UAR
+    assert (r.diff.mean, r.diff.sd, r.diff.ci_low, r.diff.ci_high) == pytest.approx(expected_summary(d))
+    assert r.t_p == pytest.approx(stats.ttest_rel(BIN_UAR, CAT_UAR).pvalue)
+    assert r.wilcoxon_p == pytest.approx(stats.wilcoxon(BIN_UAR, CAT_UAR).pvalue)
+    assert r.wilcoxon_p == pytest.approx(0.0625)  # 5 pairs, all the same sign: the exact minimum
+    assert (r.b_ahead, r.a_ahead) == (0, 5)
+    (ba,) = comp.paired_result("binary_accuracy")
+    assert ba.diff.mean == pytest.approx(float(np.mean(BIN_BIN_ACC - CAT_BIN_ACC))) and ba.diff.mean > 0
+
+
+def test_verdict_names_the_better_loss(loss_result: tuple[Path, C.Comparison]) -> None:
+    _, comp = loss_result
+    text = C.verdict(comp)
+    assert "**the categorical loss is better** than the binary loss" in text
+    assert "significant at 0.05 by the paired t-test but not by the Wilcoxon" in text
+    assert "cannot reach p < 0.05" in text  # n=5 caveat
+    assert "the binary loss even has the higher binary_accuracy while being worse on UAR" in text
+    assert "0.917 (11/12)" in text
+
+
+def test_report_files(loss_result: tuple[Path, C.Comparison]) -> None:
+    sweep, comp = loss_result
+    md = (sweep / "comparison.md").read_text()
+    assert "## Where 92.3% comes from" in md and "11/12 = 0.9167" in md
+    assert f"binary {np.mean(BIN_BIN_ACC):.4f} (n=5)" in md
+    # Failures are listed with their overrides and error, the '|' escaped for markdown.
+    failed_row = (
+        "| 10 | failed | loss=binary seed=5 experiment=loss_comparison | RuntimeError: CUDA out of memory"
+    )
+    assert f"{failed_row} \\| boom |" in md
+    assert "| 11 | missing | loss=categorical seed=5" in md and "Killed by signal 9" in md
+    assert "### binary − categorical" in md and "![compare_uar](compare_uar.png)" in md
+
+    with (sweep / "comparison.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12 == len(comp.jobs)
+    assert [r["job"] for r in rows] == [str(i) for i in range(12)]
+    assert [r["status"] for r in rows].count("ok") == 10
+    assert {rows[10]["status"], rows[11]["status"]} == {"failed", "missing"}
+    assert float(rows[0]["uar"]) == pytest.approx(CAT_UAR[0]) and rows[5]["loss"] == "binary"
+    assert rows[3]["seed"] == "3" and rows[0]["best_val_epoch"] == "7"
+
+    pngs = [sweep / f"compare_{m}.png" for m in SCALARS] + [sweep / "compare_confusion.png"]
+    for png in pngs:
+        assert png.is_file() and png.stat().st_size > 1000, png
+
+
+def test_grouping_by_other_key(tmp_path: Path) -> None:
+    """Loss fixed, model.hidden_size swept with seeds: two groups, paired over seeds."""
+    small, big = np.array([0.40, 0.42, 0.41, 0.45]), np.array([0.47, 0.46, 0.50, 0.49])
+    num = 0
+    for hidden, uars in ((64, small), (128, big)):
+        for seed, uar in enumerate(uars):
+            write_job(
+                tmp_path,
+                num,
+                [f"model.hidden_size={hidden}", f"seed={seed}"],
+                hidden=hidden,
+                metrics=_metrics(uar, 0.93, "categorical", seed),
+            )
+            num += 1
+    comp = C.compare(tmp_path, out=tmp_path / "report", plots=False)
+    assert comp.varied == ["model.hidden_size", "seed"] and comp.contrast == "group"
+    assert [g.label for g in comp.groups] == ["model.hidden_size=64", "model.hidden_size=128"]
+    assert comp.groups[1].stats["uar"].mean == pytest.approx(big.mean())
+    (r,) = comp.paired_result("uar")
+    assert r.diff.mean == pytest.approx((big - small).mean())
+    assert r.t_p == pytest.approx(stats.ttest_rel(big, small).pvalue)
+    assert "**`model.hidden_size=128` is better**" in C.verdict(comp)
+    assert (tmp_path / "report" / "comparison.md").is_file() and not (tmp_path / "comparison.md").exists()
+
+
+def test_loss_by_size_pairs_within_each_size(tmp_path: Path) -> None:
+    num = 0
+    for loss in ("categorical", "binary"):
+        for hidden in (64, 128):
+            for seed in range(3):
+                uar = 0.5 + 0.01 * seed + (0.02 if hidden == 128 else 0) - (0.05 if loss == "binary" else 0)
+                write_job(
+                    tmp_path,
+                    num,
+                    [f"loss={loss}", f"model.hidden_size={hidden}", f"seed={seed}"],
+                    loss,
+                    _metrics(uar, 0.93, loss, seed),
+                    hidden=hidden,
+                )
+                num += 1
+    comp = C.analyze(C.load_sweep(tmp_path))
+    assert comp.contrast == "loss" and comp.match_keys == ["model.hidden_size", "seed"]
+    assert len(comp.groups) == 4
+    (pooled,) = comp.paired_result("uar")
+    assert pooled.n == 6 and pooled.diff.mean == pytest.approx(-0.05)
+    for stratum in ("model.hidden_size=64", "model.hidden_size=128"):
+        (r,) = comp.paired_result("uar", stratum)
+        assert r.n == 3 and r.diff.mean == pytest.approx(-0.05)
+
+
+def test_kfold_aggregation(tmp_path: Path) -> None:
+    uars = {
+        "categorical": np.array([0.50, 0.54, 0.48, 0.52, 0.51]),
+        "binary": np.array([0.44, 0.47, 0.45, 0.49, 0.43]),
+    }
+    num = 0
+    for loss, values in uars.items():
+        for fold, uar in enumerate(values):
+            write_job(
+                tmp_path,
+                num,
+                [f"loss={loss}", "data.split=kfold", f"data.fold={fold}"],
+                loss,
+                _metrics(uar, 0.93, loss, 0, split="kfold", fold=fold),
+                split="kfold",
+            )
+            num += 1
+    comp = C.compare(tmp_path, plots=False)
+    assert comp.match_keys == ["data.fold"]
+    tables = {t.group: t for t in comp.kfold}
+    table = tables["loss=categorical"]
+    assert [row[0] for row in table.rows] == [0, 1, 2, 3, 4]
+    assert [row[2]["uar"] for row in table.rows] == pytest.approx(uars["categorical"])
+    cv = table.cv["uar"]
+    assert (cv.n, cv.mean, cv.sd) == (
+        5,
+        pytest.approx(uars["categorical"].mean()),
+        pytest.approx(uars["categorical"].std(ddof=1)),
+    )
+    md = (tmp_path / "comparison.md").read_text()
+    assert "## Cross-validation (per fold)" in md and "**CV mean ± sd**" in md
+    assert f"{uars['binary'].mean():.4f} ± {uars['binary'].std(ddof=1):.4f}" in md
+    assert "not independent" in C.verdict(comp)
+
+
+def test_expected_job_without_folder(tmp_path: Path) -> None:
+    """A basic sweep's multirun.yaml says which job never got a folder, with its overrides."""
+    multirun = {
+        "hydra": {
+            "sweeper": {
+                "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                "params": {"seed": "range(2)"},
+            },
+            "overrides": {"task": ["loss=categorical,binary"]},
+        }
+    }
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    # Basic sweeper order: the sweeper params first, then the command line.
+    for num, (seed, loss) in enumerate([(0, "categorical"), (0, "binary"), (1, "categorical")]):
+        write_job(tmp_path, num, [f"seed={seed}", f"loss={loss}"], loss, _metrics(0.5, 0.93, loss, seed))
+    jobs = C.load_sweep(tmp_path)
+    assert [j.status for j in jobs] == ["ok", "ok", "ok", "not run"]
+    assert jobs[3].overrides == ["seed=1", "loss=binary"] and jobs[3].params["loss"] == "binary"
+    comp = C.analyze(jobs)
+    (r,) = comp.paired_result("uar")
+    assert (r.n, r.unpaired) == (1, 1)
+    assert "With a single pair no test is possible" in C.verdict(comp)
+
+
+def test_cli_summary_and_no_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = loss_sweep(tmp_path / "sweep")
+    assert C.main([str(sweep), "--no-plots", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "12 jobs (10 completed, 1 failed, 1 without metrics.json)" in out
+    assert "binary − categorical UAR: -0.0640" in out and (tmp_path / "out" / "comparison.csv").is_file()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert C.main([str(empty)]) == 1
+    assert f"no completed job in {empty}" in capsys.readouterr().err
+
+    only_failed = tmp_path / "only_failed"
+    write_job(only_failed, 0, ["loss=binary"], "binary", {"status": "failed", "error": "ValueError: x"})
+    assert C.main([str(only_failed)]) == 1
+    err = capsys.readouterr().err
+    assert f"no completed job in {only_failed}" in err and "ValueError: x" in err

@@ -1,0 +1,151 @@
+"""End-to-end training on the demo corpus: artifacts, metrics, seeds, TensorBoard, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ser.labels import CLASSES
+from ser.metrics import SCALARS
+from ser.models.module import NonFiniteLossError, SERModule
+from ser.train import build_module, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _event_file(out: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_cache):
+    """One real run (categorical loss) shared by the artifact tests of this module."""
+    from tests.conftest import FAST_OVERRIDES, compose_config
+
+    out = tmp_path_factory.mktemp("run")
+    overrides = ["model.hidden_size=128", "model.dense_size=64", "optimizer.lr=0.003", "trainer.max_epochs=12", "seed=0"]
+    cfg = compose_config("train", [*FAST_OVERRIDES, *overrides], out, shared_cache)
+    metrics = run(cfg)
+    return out, metrics
+
+
+def test_run_writes_every_artifact(trained):
+    out, metrics = trained
+    for name in ("metrics.json", "confusion_matrix.png", "classification_report.txt", "split_manifest.json",
+                 "data_report.json", "data_report.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in SCALARS:
+        assert 0.0 <= saved[key] <= 1.0, key
+    assert set(saved["per_class_recall"]) == set(CLASSES)
+    assert saved["loss"] == "categorical" and saved["seed"] == 0 and saved["split"] == "speaker"
+    assert saved["data"]["speaker_independent"] is True
+    assert saved["best_val"]["uar"] is not None
+    assert sum(map(sum, saved["confusion"])) == saved["data"]["clips"]["test"]
+    report = (out / "classification_report.txt").read_text()
+    assert all(name in report for name in CLASSES)
+
+
+def test_model_learns_the_demo_corpus(trained):
+    _, metrics = trained
+    # Chance is 1/12 = 0.083; the demo classes differ in pitch, energy, tempo and tilt.
+    assert metrics["uar"] > 0.3
+    assert metrics["gender_accuracy"] > 0.8
+
+
+def test_binary_accuracy_is_reported_next_to_the_trivial_baseline(trained):
+    _, metrics = trained
+    assert metrics["trivial_binary_accuracy"] == pytest.approx(11 / 12)
+    # Per-output accuracy is never below the all-"no" baseline by much, whatever the real accuracy.
+    assert metrics["binary_accuracy"] >= metrics["accuracy"]
+
+
+def test_tensorboard_hparams_carry_real_final_metrics(trained):
+    out, metrics = trained
+    acc = _event_file(out)
+    tags = acc.Tags()
+    assert "hparams/test_uar" in tags["scalars"]
+    logged = acc.Scalars("hparams/test_uar")[-1].value
+    assert logged == pytest.approx(metrics["uar"], abs=1e-6)
+    assert logged != -1  # Lightning's hp_metric placeholder
+    assert any(t.startswith("val/confusion_matrix") for t in tags["images"])
+    assert "val/uar" in tags["scalars"] and "train/loss" in tags["scalars"]
+    plugin = acc.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugin
+
+
+def test_cli_run_logs_one_line_per_epoch_to_its_log_file(cli_env, shared_cache, tmp_path):
+    res = _cli("data=demo", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0",
+               f"paths.cache_dir={shared_cache}", "model.hidden_size=16", env=cli_env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
+    lines = [ln for ln in (run_dir / "train.log").read_text().splitlines() if "| val/uar" in ln]
+    assert [ln.split("epoch ")[1].split(" ")[0] for ln in lines] == ["0", "1"]
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
+
+
+def test_seed_zero_counts_and_reproduces(train_config, tmp_path):
+    a = run(train_config("seed=0", "trainer.max_epochs=2", out=tmp_path / "a"))
+    b = run(train_config("seed=0", "trainer.max_epochs=2", out=tmp_path / "b"))
+    c = run(train_config("seed=1", "trainer.max_epochs=2", out=tmp_path / "c"))
+    assert a["uar"] == b["uar"] and a["confusion"] == b["confusion"]
+    manifest = {k: json.loads((tmp_path / k / "split_manifest.json").read_text()) for k in "ac"}
+    assert manifest["a"]["seed"] == 0
+    assert manifest["a"]["test"]["speakers"] != manifest["c"]["test"]["speakers"] or a["confusion"] != c["confusion"]
+
+
+def test_binary_loss_runs_and_is_recorded(train_config, tmp_path):
+    metrics = run(train_config("loss=binary", "trainer.max_epochs=1"))
+    assert metrics["loss"] == "binary"
+    assert json.loads((tmp_path / "metrics.json").read_text())["loss"] == "binary"
+
+
+def test_nan_loss_stops_with_a_message(train_config):
+    cfg = train_config()
+    module = build_module(cfg, input_dim=64)
+    from ser.data.batching import Batch
+
+    batch = Batch(torch.full((2, 5, 64), float("nan")), torch.tensor([5, 3]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(NonFiniteLossError, match="loss became nan.*lower optimizer.lr"):
+        module.training_step(batch, 0)
+
+
+def test_checkpoint_rebuilds_the_model_on_its_own(trained):
+    out, _ = trained
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["ser_format"] == "ser-checkpoint-v1"
+    module = SERModule.load_from_checkpoint(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert list(module.hparams.classes) == list(CLASSES)
+    assert float(module.net.normalizer.std.min()) > 0 and float(module.net.normalizer.mean.abs().sum()) > 0
+
+
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ser.train", *args], capture_output=True, text=True, env=env,
+                          cwd=env["SER_ROOT"], timeout=120)
+
+
+def test_missing_data_names_folders_sources_and_demo(cli_env):
+    res = _cli(env=cli_env)
+    assert res.returncode == 2
+    for needle in ("crema-d", "kaggle.com", "data=demo", "AudioWAV"):
+        assert needle in res.stderr, needle
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [("loss=binar", "binary"), ("model.hiden_size=3", "hiden_size"), ("data.nope=1", "nope")],
+)
+def test_config_typos_get_hydras_error(cli_env, override, needle):
+    res = _cli(override, env=cli_env)
+    assert res.returncode != 0
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
