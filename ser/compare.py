@@ -544,9 +544,16 @@ def _p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+def _p_is(p: float) -> str:
+    """'p = 0.0123' or 'p < 0.0001', for sentences."""
+    text = _p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _pairs_word(comp: Comparison, n: int) -> str:
-    keys = [k.split(".")[-1] for k in comp.match_keys] or ["setting"]
-    unit = "/".join(keys)
+    if not comp.match_keys:
+        return f"{n} pair{'s' if n != 1 else ''}"
+    unit = "/".join(k.split(".")[-1] for k in comp.match_keys)
     return f"{n} paired {unit}{'s' if n != 1 else ''}"
 
 
@@ -580,8 +587,15 @@ def verdict(comp: Comparison) -> str:
             better, worse = (r.b, r.a) if d > 0 else (r.a, r.b)
             ahead = r.b_ahead if d > 0 else r.a_ahead
             ci = f" (95% CI {r.diff.ci_low:+.3f} to {r.diff.ci_high:+.3f})" if r.n >= 2 else ""
+            # "Better" only with some test behind it; otherwise say just what was measured.
+            significant = min(np.nan_to_num([r.t_p, r.wilcoxon_p], nan=1.0)) < comp.alpha
+            claim = (
+                f"**{_name(comp, better)} is better**"
+                if significant
+                else f"{_name(comp, better)} scores higher"
+            )
             out.append(
-                f"On test {name}, **{_name(comp, better)} is better** than {_name(comp, worse)}: "
+                f"On test {name}, {claim} than {_name(comp, worse)}: "
                 f"{_f(max(r.mean_a, r.mean_b), 3)} vs {_f(min(r.mean_a, r.mean_b), 3)}, a paired difference "
                 f"({r.b} − {r.a}) of {d:+.3f}{ci} over {_pairs_word(comp, r.n)}, ahead in {ahead} of {r.n}."
             )
@@ -615,7 +629,7 @@ def _significance(comp: Comparison, r: Paired) -> str:
     if r.n < 2:
         return "With a single pair no test is possible; run more seeds."
     t_sig, w_sig = r.t_p < comp.alpha, r.wilcoxon_p < comp.alpha
-    tests = f"paired t p = {_p(r.t_p)}, Wilcoxon p = {_p(r.wilcoxon_p)}"
+    tests = f"paired t {_p_is(r.t_p)}, Wilcoxon {_p_is(r.wilcoxon_p)}"
     if t_sig and w_sig:
         text = f"The difference is significant at {comp.alpha:g} ({tests})."
     elif t_sig:
@@ -649,7 +663,7 @@ def _strata_sentences(comp: Comparison) -> list[str]:
     parts = []
     for stratum in strata:
         for r in comp.paired_result(comp.metric, stratum):
-            parts.append(f"{stratum}: {r.b} − {r.a} = {r.diff.mean:+.3f} (n={r.n}, t p = {_p(r.t_p)})")
+            parts.append(f"{stratum}: {r.b} − {r.a} = {r.diff.mean:+.3f} (n={r.n}, t {_p_is(r.t_p)})")
     return [f"Within each setting: {'; '.join(parts)}."] if parts else []
 
 
@@ -793,25 +807,25 @@ def render_markdown(comp: Comparison, figures: Sequence[Path]) -> str:
         lines += ["## Cross-validation (per fold)", ""]
         for table in comp.kfold:
             lines += [f"### {table.group}", ""]
-            rows: list[list[Any]] = [[f, n, *(_f(v[m]) for m in SCALARS)] for f, n, v in table.rows]
-            rows.append(
+            fold_rows: list[list[Any]] = [[f, n, *(_f(v[m]) for m in SCALARS)] for f, n, v in table.rows]
+            fold_rows.append(
                 [
                     "**CV mean ± sd**",
                     sum(r[1] for r in table.rows),
                     *(f"{_f(table.cv[m].mean)} ± {_f(table.cv[m].sd)}" for m in SCALARS),
                 ]
             )
-            lines += _table(["fold", "runs", *(_metric_name(m) for m in SCALARS)], rows)
+            lines += _table(["fold", "runs", *(_metric_name(m) for m in SCALARS)], fold_rows)
             lines.append("")
 
     lines += ["## Failed or missing jobs", ""]
     if comp.problems:
-        rows = [(j.id, j.status, " ".join(j.overrides) or "–", j.error or "–") for j in comp.problems]
-        lines += _table(["job", "status", "overrides", "error"], rows)
+        problems = [(j.id, j.status, " ".join(j.overrides) or "–", j.error or "–") for j in comp.problems]
+        lines += _table(["job", "status", "overrides", "error"], problems)
     else:
         lines.append("None: every job completed.")
     lines += ["", "## Figures", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    lines += [f"![{p.stem}]({p.name})" for p in figures] or ["None written (--no-plots)."]
     return "\n".join(lines) + "\n"
 
 
@@ -959,8 +973,8 @@ def summary_text(comp: Comparison) -> str:
         )
     for r in comp.paired_result(comp.metric):
         lines.append(
-            f"  {r.b} − {r.a} {name}: {_f(r.diff.mean)} {_ci(r.diff)}, paired t p={_p(r.t_p)}, "
-            f"Wilcoxon p={_p(r.wilcoxon_p)} (n={r.n})"
+            f"  {r.b} − {r.a} {name}: {_f(r.diff.mean)} {_ci(r.diff)}, paired t {_p_is(r.t_p)}, "
+            f"Wilcoxon {_p_is(r.wilcoxon_p)} (n={r.n})"
         )
     for t in comp.kfold:
         cv = t.cv[comp.metric]
@@ -997,7 +1011,7 @@ def compare(
     """Load, analyze and write the report of one sweep; CompareError when no job completed."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise CompareError(f"no completed job in {sweep_dir}: it is not a folder")
+        raise CompareError(f"no completed job in {sweep_dir}: no such folder")
     jobs = load_sweep(sweep_dir)
     if not any(j.status == "ok" for j in jobs):
         found = f"{len(jobs)} job(s), none completed" if jobs else "no numbered job folders"
@@ -1012,7 +1026,11 @@ def _keys(text: str | None) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ser-compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ser-compare",
+        description="Compare the runs of a Hydra sweep: per-group statistics, paired tests between the "
+        "losses, a verdict, figures; writes comparison.md and comparison.csv.",
+    )
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder: outputs/multirun/<time>/")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep folder)")
     parser.add_argument("--metric", default="uar", choices=SCALARS, help="headline metric of the verdict")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 from audio_fixtures import make_crema_tree, tone, write_wav
 
 from ser.data.audio import AudioError, is_silent, load_audio
@@ -50,6 +51,9 @@ def test_resampled_to_16k(tmp_path: Path, rate: int) -> None:
     # The tone's level survives (channel gains 1, 0.625, 0.25 average to 0.625; amplitude 0.3).
     rms = float(np.sqrt(np.mean(wave[400:-400] ** 2)))
     assert rms == pytest.approx(0.3 * 0.625 / np.sqrt(2), rel=0.05)
+    # Mixdown first, then soxr (the resampler the spec names).
+    mono = sf.read(path, dtype="float32")[0].mean(axis=1)
+    np.testing.assert_allclose(wave, soxr.resample(mono, rate, 16000, quality="HQ"), atol=1e-6)
 
 
 def test_other_sample_rate_target(tmp_path: Path) -> None:
@@ -151,3 +155,12 @@ def test_silent_clip_is_excluded_even_when_raising(tree: Path, tmp_path: Path) -
 def test_on_error_must_be_raise_or_skip(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="raise or skip"):
         _cache(tmp_path, "ignore")
+
+
+def test_skip_run_does_not_hide_the_error_from_a_later_raise_run(tree: Path, tmp_path: Path) -> None:
+    """on_error is not part of the cache key: an entry built with skip must not make raise silent."""
+    clips = build_index(["crema_d"], {"crema_d": tree}).clips
+    assert len(_cache(tmp_path, "skip").load_or_build(clips)) == 2
+    with pytest.raises(AudioError, match=re.escape(str(tree / "AudioWAV" / "1001_IEO_NEU_XX.wav"))):
+        _cache(tmp_path, "raise").load_or_build(clips)
+    assert len(_cache(tmp_path, "skip").load_or_build(clips)) == 2  # still served to skip runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from audio_fixtures import CountingExtractor, make_crema_tree, make_savee_tree, 
 
 from ser.data import cache as cache_mod
 from ser.data.audio import load_audio
-from ser.data.cache import FeatureCache, FeatureSet, cache_key
+from ser.data.cache import FeatureCache, FeatureSet, cache_key, file_identity
 from ser.data.corpus import Clip, build_index
 from ser.features import LogMel
 
@@ -116,7 +117,7 @@ def _own_copy(clips: list[Clip], tmp_path: Path) -> list[Clip]:
     for c in clips:
         dst = tmp_path / "own" / Path(c.path).name
         dst.parent.mkdir(exist_ok=True)
-        dst.write_bytes(Path(c.path).read_bytes())
+        shutil.copy2(c.path, dst)  # same bytes, size and mtime: only the path differs
         out.append(Clip(**{**c.to_dict(), "path": str(dst)}))
     return out
 
@@ -127,6 +128,8 @@ def test_touched_file_is_rebuilt(clips: list[Clip], tmp_path: Path) -> None:
     cache = _cache(tmp_path / "c", marker)
     before = cache.load_or_build(own)
     old_path = cache.path_for(own)
+    assert [file_identity(c.path)[1:] for c in own] == [file_identity(c.path)[1:] for c in clips]
+    assert old_path != cache.path_for(clips)  # the key covers each file's path too
     st = os.stat(own[3].path)
     os.utime(own[3].path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # `touch`
     assert cache.path_for(own) != old_path
@@ -223,7 +226,7 @@ def test_failed_write_leaves_no_entry(
 
 def _build_in_child(cache_dir: str, marker: str, clips: list[Clip], barrier: Any, results: Any) -> None:
     barrier.wait(timeout=60)  # both processes ask for the entry at the same moment
-    fs = _cache(Path(cache_dir), Path(marker), delay=0.5).load_or_build(clips)
+    fs = _cache(Path(cache_dir), Path(marker), delay=0.3).load_or_build(clips)
     results.put((os.getpid(), fs.clip_ids, fs.offsets.numpy(), fs.features.numpy()))
 
 

@@ -297,7 +297,7 @@ def test_cli_summary_and_no_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert C.main([str(sweep), "--no-plots", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "12 jobs (10 completed, 1 failed, 1 without metrics.json)" in out
-    assert "binary − categorical UAR: -0.0640" in out and (tmp_path / "out" / "comparison.csv").is_file()
+    assert "binary − categorical UAR: -0.0640 [" in out and (tmp_path / "out" / "comparison.csv").is_file()
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -309,3 +309,26 @@ def test_cli_summary_and_no_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert C.main([str(only_failed)]) == 1
     err = capsys.readouterr().err
     assert f"no completed job in {only_failed}" in err and "ValueError: x" in err
+
+
+def _memory_jobs(cat: np.ndarray, binary: np.ndarray) -> list[C.Job]:
+    jobs = []
+    for loss, values in (("categorical", cat), ("binary", binary)):
+        for seed, uar in enumerate(values):
+            params = {"loss": loss, "seed": seed}
+            jobs.append(
+                C.Job(str(len(jobs)), "ok", None, params=params, metrics=_metrics(uar, 0.93, loss, seed))
+            )
+    return jobs
+
+
+def test_significance_wording() -> None:
+    cat = np.array([0.50, 0.52, 0.49, 0.53, 0.51, 0.50, 0.54, 0.52])
+    clear = C.verdict(C.analyze(_memory_jobs(cat, cat - np.array([4, 5, 3, 6, 4, 5, 4, 6]) / 100)))
+    assert "**the categorical loss is better**" in clear and "ahead in 8 of 8" in clear
+    assert "The difference is significant at 0.05 (paired t p < 0.0001, Wilcoxon p = 0.0078)" in clear
+    assert "With 8 pairs, treat this as indicative." in clear
+    noise = np.array([0.01, -0.02, 0.015, -0.01, 0.005, -0.012, 0.02, -0.017])
+    unclear = C.verdict(C.analyze(_memory_jobs(cat, cat + noise)))
+    assert "is not significant at 0.05" in unclear and "cannot tell the two apart" in unclear
+    assert "is better**" not in unclear and "loss scores higher than the" in unclear

@@ -157,6 +157,10 @@ class FeatureCache:
         if len(fs.clip_ids) + len(fs.excluded) != len(expected_ids) or not set(fs.clip_ids) <= set(expected_ids):
             log.warning("feature cache %s does not match the clip list; rebuilding it", path)
             return None
+        # on_error is not in the key: an entry built with on_error=skip must not silence on_error=raise.
+        unreadable = [e for e in fs.excluded if e.reason.startswith("unreadable: ")]
+        if unreadable and self.on_error == "raise":
+            raise AudioError(unreadable[0].reason.removeprefix("unreadable: "))
         return fs
 
     def build(self, clips: Sequence[Clip]) -> FeatureSet:
