@@ -234,7 +234,9 @@ def export(
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     """``python -m ser.export ckpt=best.ckpt format=onnx|torchscript [output=model.onnx]``."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="ser.export: %(message)s")
+    from ser.predict import setup_logging
+
+    setup_logging("ser.export")
     if not cfg.get("ckpt"):
         print("ser.export: no checkpoint given: ckpt=PATH", file=sys.stderr)
         sys.exit(2)

@@ -371,14 +371,21 @@ def options_from_config(cfg: DictConfig) -> PredictOptions:
     return PredictOptions(**plain)
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="ser.predict: %(message)s")
+def setup_logging(prefix: str = "ser.predict") -> None:
+    """Messages of the ``ser`` loggers to stderr; other libraries' loggers are left alone."""
+    logger = logging.getLogger("ser")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "_ser_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+        handler._ser_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     """``python -m ser.predict ckpt=... inputs=[...] [format=json] [window=3 hop=1] [mic=true]``."""
-    _setup_logging()
+    setup_logging()
     try:
         opts = options_from_config(cfg)
     except UsageError as exc:
@@ -411,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """``ser-predict --ckpt best.ckpt clip.wav folder/ [--format json] [--window 3 --hop 1]``."""
-    _setup_logging()
+    setup_logging()
     args = build_parser().parse_args(argv)
     mic_device: str | int | None = args.mic_device
     if isinstance(mic_device, str) and mic_device.isdigit():
