@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ser.labels import CLASSES
-from ser.metrics import SCALARS, TRIVIAL_BINARY_ACCURACY
+from ser.metric_names import SCALARS, TRIVIAL_BINARY_ACCURACY
 from ser.plots import confusion_figure, normalize_rows, save_figure
 
 # Keys whose values are repetitions of one setting, not settings: runs are paired over them.

@@ -18,9 +18,10 @@ from lightning.pytorch.strategies import DDPStrategy
 
 def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
     """Command and cwd that re-create this Hydra job (not the sweep) in a child process."""
-    import __main__
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
+
+    import __main__
 
     hc = HydraConfig.get()
     if __main__.__spec__ is None:

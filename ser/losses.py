@@ -16,7 +16,9 @@ from torch.nn import functional as F
 from ser.labels import NUM_CLASSES
 
 
-def _weights(spec: str | float | Sequence[float] | None, counts: torch.Tensor | None, kind: str) -> torch.Tensor | None:
+def _weights(
+    spec: str | float | Sequence[float] | None, counts: torch.Tensor | None, kind: str
+) -> torch.Tensor | None:
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -51,11 +53,15 @@ class SERLoss(nn.Module):
 class CategoricalLoss(SERLoss):
     name = "categorical"
 
-    def __init__(self, label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None) -> None:
+    def __init__(
+        self, label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
         self.class_weights_spec = class_weights
-        self.register_buffer("weight", _weights(class_weights, None, "class_weights") if class_weights != "balanced" else None)
+        self.register_buffer(
+            "weight", _weights(class_weights, None, "class_weights") if class_weights != "balanced" else None
+        )
 
     def set_class_counts(self, counts: torch.Tensor) -> None:
         if self.class_weights_spec == "balanced":
@@ -75,7 +81,9 @@ class BinaryLoss(SERLoss):
     def __init__(self, pos_weight: str | float | Sequence[float] | None = None) -> None:
         super().__init__()
         self.pos_weight_spec = pos_weight
-        self.register_buffer("pos_weight", _weights(pos_weight, None, "pos_weight") if pos_weight != "balanced" else None)
+        self.register_buffer(
+            "pos_weight", _weights(pos_weight, None, "pos_weight") if pos_weight != "balanced" else None
+        )
 
     def set_class_counts(self, counts: torch.Tensor) -> None:
         if self.pos_weight_spec == "balanced":

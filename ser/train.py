@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 from sklearn.metrics import classification_report
@@ -28,7 +28,7 @@ from ser.data.datamodule import SERDataModule
 from ser.data.report import format_report
 from ser.data.sources import DataError
 from ser.labels import CLASSES
-from ser.metrics import SCALARS, TRIVIAL_BINARY_ACCURACY
+from ser.metric_names import SCALARS, TRIVIAL_BINARY_ACCURACY
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
 from ser.runutils import hparams_of, instantiate_group, seed_everything, to_plain, write_json
@@ -70,6 +70,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule.input_dim)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # Lightning refuses a learning-rate monitor without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     datamodule.prepare_data()
@@ -137,7 +139,12 @@ def write_artifacts(out_dir: Path, metrics: dict[str, Any], module: SERModule) -
     y_true = np.repeat(np.arange(len(CLASSES)), cm.sum(1))
     y_pred = np.concatenate([np.repeat(np.arange(len(CLASSES)), row) for row in cm])
     report = classification_report(
-        y_true, y_pred, labels=list(range(len(CLASSES))), target_names=list(CLASSES), digits=4, zero_division=0
+        y_true,
+        y_pred,
+        labels=list(range(len(CLASSES))),
+        target_names=list(CLASSES),
+        digits=4,
+        zero_division=0,
     )
     (out_dir / "classification_report.txt").write_text(report)
 
@@ -163,8 +170,14 @@ def main(cfg: DictConfig) -> float | None:
         print(f"\nser.train: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                              "overrides": list(HydraConfig.get().overrides.task)})
+        write_json(
+            out_dir / "metrics.json",
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "overrides": list(HydraConfig.get().overrides.task),
+            },
+        )
         raise
     name = str(cfg.get("optimized_metric") or "")
     if name.startswith("val/"):

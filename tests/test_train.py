@@ -31,16 +31,30 @@ def trained(tmp_path_factory, shared_cache):
     from tests.conftest import FAST_OVERRIDES, compose_config
 
     out = tmp_path_factory.mktemp("run")
-    overrides = ["model.hidden_size=128", "model.dense_size=64", "optimizer.lr=0.003", "trainer.max_epochs=12", "seed=0"]
+    overrides = [
+        "model.hidden_size=128",
+        "model.dense_size=64",
+        "optimizer.lr=0.003",
+        "trainer.max_epochs=12",
+        "seed=0",
+    ]
     cfg = compose_config("train", [*FAST_OVERRIDES, *overrides], out, shared_cache)
     metrics = run(cfg)
     return out, metrics
 
 
 def test_run_writes_every_artifact(trained):
-    out, metrics = trained
-    for name in ("metrics.json", "confusion_matrix.png", "classification_report.txt", "split_manifest.json",
-                 "data_report.json", "data_report.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    out, _ = trained
+    for name in (
+        "metrics.json",
+        "confusion_matrix.png",
+        "classification_report.txt",
+        "split_manifest.json",
+        "data_report.json",
+        "data_report.txt",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     for key in SCALARS:
@@ -83,8 +97,14 @@ def test_tensorboard_hparams_carry_real_final_metrics(trained):
 
 
 def test_cli_run_logs_one_line_per_epoch_to_its_log_file(cli_env, shared_cache, tmp_path):
-    res = _cli("data=demo", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0",
-               f"paths.cache_dir={shared_cache}", "model.hidden_size=16", env=cli_env)
+    res = _cli(
+        "data=demo",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"paths.cache_dir={shared_cache}",
+        "model.hidden_size=16",
+        env=cli_env,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
     lines = [ln for ln in (run_dir / "train.log").read_text().splitlines() if "| val/uar" in ln]
@@ -99,7 +119,10 @@ def test_seed_zero_counts_and_reproduces(train_config, tmp_path):
     assert a["uar"] == b["uar"] and a["confusion"] == b["confusion"]
     manifest = {k: json.loads((tmp_path / k / "split_manifest.json").read_text()) for k in "ac"}
     assert manifest["a"]["seed"] == 0
-    assert manifest["a"]["test"]["speakers"] != manifest["c"]["test"]["speakers"] or a["confusion"] != c["confusion"]
+    assert (
+        manifest["a"]["test"]["speakers"] != manifest["c"]["test"]["speakers"]
+        or a["confusion"] != c["confusion"]
+    )
 
 
 def test_binary_loss_runs_and_is_recorded(train_config, tmp_path):
@@ -113,8 +136,10 @@ def test_nan_loss_stops_with_a_message(train_config):
     module = build_module(cfg, input_dim=64)
     from ser.data.batching import Batch
 
-    batch = Batch(torch.full((2, 5, 64), float("nan")), torch.tensor([5, 3]), torch.tensor([0, 1]), torch.tensor([0, 1]))
-    with pytest.raises(NonFiniteLossError, match="loss became nan.*lower optimizer.lr"):
+    batch = Batch(
+        torch.full((2, 5, 64), float("nan")), torch.tensor([5, 3]), torch.tensor([0, 1]), torch.tensor([0, 1])
+    )
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan.*lower optimizer\.lr"):
         module.training_step(batch, 0)
 
 
@@ -128,8 +153,14 @@ def test_checkpoint_rebuilds_the_model_on_its_own(trained):
 
 
 def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ser.train", *args], capture_output=True, text=True, env=env,
-                          cwd=env["SER_ROOT"], timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ser.train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=env["SER_ROOT"],
+        timeout=120,
+    )
 
 
 def test_missing_data_names_folders_sources_and_demo(cli_env):

@@ -28,7 +28,9 @@ class Batch:
 class FeatureDataset(Dataset):
     """Rows of a FeatureSet with their labels and speaker ids."""
 
-    def __init__(self, features: FeatureSet, rows: Sequence[int], labels: Sequence[int], speakers: Sequence[int]):
+    def __init__(
+        self, features: FeatureSet, rows: Sequence[int], labels: Sequence[int], speakers: Sequence[int]
+    ):
         self.features = features
         self.rows = list(rows)
         self.labels = list(labels)

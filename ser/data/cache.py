@@ -154,7 +154,9 @@ class FeatureCache:
             log.warning("feature cache %s is unreadable (%s); rebuilding it", path, exc)
             return None
         # The key already covers the exact clip list; this catches a foreign or partial file under it.
-        if len(fs.clip_ids) + len(fs.excluded) != len(expected_ids) or not set(fs.clip_ids) <= set(expected_ids):
+        if len(fs.clip_ids) + len(fs.excluded) != len(expected_ids) or not set(fs.clip_ids) <= set(
+            expected_ids
+        ):
             log.warning("feature cache %s does not match the clip list; rebuilding it", path)
             return None
         # on_error is not in the key: an entry built with on_error=skip must not silence on_error=raise.

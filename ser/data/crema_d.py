@@ -44,7 +44,9 @@ def read_demographics(path: Path) -> dict[str, str]:
         for row in reader:
             sex = row["Sex"].strip().lower()
             if sex not in ("male", "female"):
-                raise DataError(f"{path}: actor {row['ActorID']} has Sex {row['Sex']!r}, expected Male/Female")
+                raise DataError(
+                    f"{path}: actor {row['ActorID']} has Sex {row['Sex']!r}, expected Male/Female"
+                )
             genders[row["ActorID"].strip()] = sex
     return genders
 

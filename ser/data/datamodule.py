@@ -164,7 +164,7 @@ class SERDataModule(L.LightningDataModule):
 
     @property
     def input_dim(self) -> int:
-        return int(getattr(self.make_extractor(), "out_dim"))
+        return int(self.make_extractor().out_dim)
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension mean and std over the training frames only (no val/test leakage)."""
@@ -192,7 +192,9 @@ class SERDataModule(L.LightningDataModule):
             "fold": self.split.fold,
             "speaker_independent": self.split.speaker_independent,
             "clips": {p: len(self.split.part(p)) for p in ("train", "val", "test")},
-            "speakers": {p: len({self.clips[i].speaker for i in self.split.part(p)}) for p in ("train", "val", "test")},
+            "speakers": {
+                p: len({self.clips[i].speaker for i in self.split.part(p)}) for p in ("train", "val", "test")
+            },
             "hours": self.report["hours"],
             "excluded": len(self.report["excluded"]),
         }

@@ -40,7 +40,9 @@ def index_savee(root: Path) -> CorpusIndex:
         speaker, code, take = parsed
         emotion = CODES[code]
         if emotion is None:
-            index.excluded.append(Exclusion(str(path), CORPUS, "no class: surprise (su) is not in the 12 labels"))
+            index.excluded.append(
+                Exclusion(str(path), CORPUS, "no class: surprise (su) is not in the 12 labels")
+            )
             continue
         index.clips.append(
             make_clip(

@@ -76,17 +76,21 @@ def make_split(
     if strategy not in STRATEGIES:
         raise SplitError(f"data.split={strategy!r}: choose one of {STRATEGIES}")
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise SplitError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: need 0 < v, t and v+t < 1")
+        raise SplitError(
+            f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: need 0 < v, t and v+t < 1"
+        )
     rng = np.random.default_rng(seed)
     if strategy == "random":
         split = _random_split(clips, seed, val_fraction, test_fraction)
     elif strategy == "speaker":
         split = _speaker_split(clips, rng, seed, val_fraction, test_fraction)
     else:
-        if not 2 <= num_folds:
+        if not num_folds >= 2:
             raise SplitError(f"data.num_folds={num_folds}: need at least 2")
         if not 0 <= fold < num_folds:
-            raise SplitError(f"data.fold={fold}: must be in 0..{num_folds - 1} for data.num_folds={num_folds}")
+            raise SplitError(
+                f"data.fold={fold}: must be in 0..{num_folds - 1} for data.num_folds={num_folds}"
+            )
         split = _kfold_split(clips, rng, seed, val_fraction, num_folds, fold)
     for name in PARTS:
         if not split.part(name):
@@ -120,7 +124,7 @@ def _strata(clips: Sequence[Clip]) -> dict[tuple[str, str], list[str]]:
 
 def _take(n: int, fraction: float, minimum_pool: int) -> int:
     """How many of n speakers go to a held-out part: at least one when the stratum can spare it."""
-    k = int(round(n * fraction))
+    k = round(n * fraction)
     return max(k, 1) if n >= minimum_pool else k
 
 

@@ -91,8 +91,15 @@ class SERModule(L.LightningModule):
                 "or check the features for NaN/inf values."
             )
         metrics.update(self.probabilities(logits.detach()), batch.labels)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
-                 batch_size=batch.labels.shape[0], sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage != "test",
+            batch_size=batch.labels.shape[0],
+            sync_dist=True,
+        )
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -126,7 +133,11 @@ class SERModule(L.LightningModule):
         if self.global_rank == 0:
             val = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             parts = [f"train/loss {train_loss:.4f}", f"train/uar {train['uar']:.4f}"]
-            parts += [f"{k} {val[k]:.4f}" for k in ("val/loss", "val/uar", "val/accuracy", "val/binary_accuracy") if k in val]
+            parts += [
+                f"{k} {val[k]:.4f}"
+                for k in ("val/loss", "val/uar", "val/accuracy", "val/binary_accuracy")
+                if k in val
+            ]
             log.info("epoch %d | %s | %.1f s", self.current_epoch, " | ".join(parts), elapsed)
 
     def on_validation_epoch_end(self) -> None:
@@ -155,7 +166,9 @@ class SERModule(L.LightningModule):
             return
         from ser.plots import confusion_figure
 
-        fig = confusion_figure(confusion.numpy(), self.hparams.classes, title=f"{tag} (epoch {self.current_epoch})")
+        fig = confusion_figure(
+            confusion.numpy(), self.hparams.classes, title=f"{tag} (epoch {self.current_epoch})"
+        )
         tb.experiment.add_figure(tag, fig, global_step=self.current_epoch)
 
     # -- optimization ------------------------------------------------------------------------------------
@@ -168,8 +181,10 @@ class SERModule(L.LightningModule):
         interval = sched_cfg.pop("interval", "epoch")
         monitor = sched_cfg.pop("monitor", self.hparams.monitor)
         scheduler = instantiate(sched_cfg)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ser_format"] = CHECKPOINT_FORMAT
-
