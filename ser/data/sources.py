@@ -23,4 +23,7 @@ class DataError(RuntimeError):
 
 
 def missing_corpus_message(corpus: str, root: str, problem: str) -> str:
-    return f"{corpus}: {problem} ({root}).\n{HELP[corpus]}\nSet data.roots.{corpus}=<folder> to point elsewhere.\n{TRY_DEMO}"
+    return (
+        f"{corpus}: {problem} ({root}).\n{HELP[corpus]}\n"
+        f"Set data.roots.{corpus}=<folder> (or data.root=<parent folder>) to point elsewhere.\n{TRY_DEMO}"
+    )
