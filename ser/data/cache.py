@@ -168,7 +168,7 @@ class FeatureCache:
     def build(self, clips: Sequence[Clip]) -> FeatureSet:
         """Decode (threads: soundfile and soxr release the GIL) and extract features in length-sorted batches."""
         extractor = self.make_extractor().eval()
-        min_samples = int(getattr(extractor, "n_fft", 2)) // 2 + 1
+        min_samples = int(getattr(extractor, "min_samples", 1))
         order = sorted(range(len(clips)), key=lambda i: os.path.getsize(clips[i].path))
         results: dict[int, torch.Tensor] = {}
         excluded: list[Exclusion] = []

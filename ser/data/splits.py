@@ -158,6 +158,11 @@ def _kfold_split(clips, rng, seed, val_fraction, num_folds, fold) -> Split:
         parts["test"].update(test)
         parts["val"].update(rest[:n_val])
         parts["train"].update(rest[n_val:])
+    if not parts["val"] and len(parts["train"]) > 1:
+        # Small corpora: no stratum could spare a validation speaker; take one from the training speakers.
+        spare = sorted(parts["train"])[int(rng.integers(len(parts["train"])))]
+        parts["train"].discard(spare)
+        parts["val"].add(spare)
     return Split("kfold", seed, *(_indices(clips, parts[p]) for p in PARTS), fold=fold, num_folds=num_folds)
 
 
