@@ -66,6 +66,7 @@ class Prediction:
     probabilities: np.ndarray | None
     start: float | None = None
     end: float | None = None
+    duration: float | None = None  # seconds of audio classified (not part of to_dict)
 
     @property
     def silent(self) -> bool:
@@ -156,8 +157,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # torch.save has written zip archives since torch 1.6; anything else (audio renamed .ckpt,
         # text, a truncated download) would only fail deeper in the unpickler with a cryptic message.
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint (not a torch.save zip archive); "
-            "give a .ckpt written by ser.train"
+            f"{path}: not a PyTorch checkpoint (not a torch.save zip archive); give a .ckpt written by ser.train"
         )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -177,13 +177,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     fmt = ckpt.get("ser_format")
     if fmt is None:
         raise CheckpointError(
-            f"{path}: no 'ser_format' field: not a checkpoint written by ser.train "
-            f"(expected {CHECKPOINT_FORMAT})"
+            f"{path}: no 'ser_format' field: not a checkpoint written by ser.train (expected {CHECKPOINT_FORMAT})"
         )
     if fmt != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path}: checkpoint format {fmt!r}; this version of ser reads {CHECKPOINT_FORMAT!r}"
-        )
+        raise CheckpointError(f"{path}: checkpoint format {fmt!r}; this version of ser reads {CHECKPOINT_FORMAT!r}")
     hparams = ckpt.get("hyper_parameters")
     state = ckpt.get("state_dict")
     missing = []
@@ -196,9 +193,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     else:
         missing += [f"state_dict.{k}" for k in REQUIRED_STATE if k not in state]
     if missing:
-        raise CheckpointError(
-            f"{path}: the checkpoint lacks {', '.join(missing)}; it cannot be used for prediction"
-        )
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}; it cannot be used for prediction")
     assert isinstance(hparams, Mapping)
     for key in ("model", "loss", "features"):
         bad = [t for t in _targets(hparams[key]) if not t.startswith(TRUSTED_TARGET_PREFIX)]
@@ -211,10 +206,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> cuda when available, else cpu."""
+    """``auto``/None -> cuda when available, else cpu; an unavailable cuda is a ValueError."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: no CUDA device is available here; use cpu or auto")
+    return dev
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
@@ -271,9 +272,7 @@ class Predictor:
         self.min_samples = int(getattr(extractor, "min_samples", 2))
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64
-    ) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64) -> Predictor:
         """Rebuild extractor and network from a ``ser.train`` checkpoint (see module docstring)."""
         ckpt = load_checkpoint(path)
         hp = ckpt["hyper_parameters"]
@@ -289,9 +288,7 @@ class Predictor:
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit the saved model config: {exc}") from exc
         if int(getattr(extractor, "out_dim", hp["input_dim"])) != int(hp["input_dim"]):
-            raise CheckpointError(
-                f"{path}: feature size {extractor.out_dim} != model input_dim {hp['input_dim']}"
-            )
+            raise CheckpointError(f"{path}: feature size {extractor.out_dim} != model input_dim {hp['input_dim']}")
         mean, std = state["normalizer.mean"], state["normalizer.std"]
         if bool((mean == 0).all()) and bool((std == 1).all()):
             log.warning("%s: normalization statistics are the untrained defaults (mean 0, std 1)", path)
@@ -324,9 +321,7 @@ class Predictor:
                 f"need at least {self.min_samples}"
             )
 
-    def predict_waves(
-        self, waves: Sequence[np.ndarray] | np.ndarray, sample_rate: int | None = None
-    ) -> np.ndarray:
+    def predict_waves(self, waves: Sequence[np.ndarray] | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
         """Probabilities [B, C] of mono waves (a list of 1-D arrays, or one [B, N] array of equal clips).
 
         Waves are resampled from ``sample_rate`` when it differs from the model's. Clips are batched by
@@ -334,10 +329,7 @@ class Predictor:
         """
         clips = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waves]
         if sample_rate is not None and sample_rate != self.sample_rate:
-            clips = [
-                soxr.resample(w, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
-                for w in clips
-            ]
+            clips = [soxr.resample(w, sample_rate, self.sample_rate, quality="HQ").astype(np.float32) for w in clips]
         for w in clips:
             self._check_length(w.size)
         out = np.zeros((len(clips), len(self.classes)), dtype=np.float32)
@@ -380,31 +372,32 @@ class Predictor:
             )
         return wave
 
-    def load_inputs(
-        self, inputs: Iterable[str | Path], workers: int | None = None
-    ) -> list[tuple[str, np.ndarray | InputFailure]]:
-        """Expand folders and decode every input (threads: soundfile and soxr release the GIL)."""
-        paths: list[str] = []
-        failures: dict[int, InputFailure] = {}
-        for item in expand_inputs(inputs):
-            if isinstance(item, InputFailure):
-                failures[len(paths)] = item
-                paths.append(item.path)
-            else:
-                paths.append(item)
-        todo = [i for i in range(len(paths)) if i not in failures]
+    def iter_inputs(
+        self, inputs: Iterable[str | Path], chunk: int = 256, workers: int | None = None
+    ) -> Iterator[list[tuple[str, np.ndarray | InputFailure]]]:
+        """Inputs (folders expanded) decoded ``chunk`` files at a time, in order, so memory stays
+        bounded on big folders; decoding runs in threads (soundfile and soxr release the GIL)."""
+        items = expand_inputs(inputs)
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-            decoded = dict(zip(todo, pool.map(lambda i: self._decode(paths[i]), todo), strict=True))
-        return [(p, failures[i] if i in failures else decoded[i]) for i, p in enumerate(paths)]
+            for i in range(0, len(items), chunk):
+                part = items[i : i + chunk]
+                decoded = pool.map(lambda it: it if isinstance(it, InputFailure) else self._decode(it), part)
+                yield [
+                    (it.path if isinstance(it, InputFailure) else it, d) for it, d in zip(part, decoded, strict=True)
+                ]
 
     def predict_files(self, inputs: Iterable[str | Path]) -> list[Prediction | InputFailure]:
         """One result per audio file, in input order (folders expand to their audio files, sorted)."""
-        loaded = self.load_inputs(inputs)
-        good = [i for i, (_, w) in enumerate(loaded) if isinstance(w, np.ndarray)]
-        probs = self.predict_waves([loaded[i][1] for i in good]) if good else np.zeros((0, len(self.classes)))
-        results: list[Prediction | InputFailure] = [w for _, w in loaded]  # type: ignore[misc]
-        for row, i in enumerate(good):
-            results[i] = Prediction(loaded[i][0], self.classes, probs[row])
+        results: list[Prediction | InputFailure] = []
+        for loaded in self.iter_inputs(inputs):
+            good = [i for i, (_, w) in enumerate(loaded) if isinstance(w, np.ndarray)]
+            probs = self.predict_waves([loaded[i][1] for i in good]) if good else None
+            part: list[Prediction | InputFailure] = [w for _, w in loaded]  # type: ignore[misc]
+            for row, i in enumerate(good):
+                assert probs is not None
+                seconds = loaded[i][1].size / self.sample_rate  # type: ignore[union-attr]
+                part[i] = Prediction(loaded[i][0], self.classes, probs[row], duration=seconds)
+            results.extend(part)
         return results
 
     # -- timelines and streams -----------------------------------------------------------------------
@@ -414,9 +407,7 @@ class Predictor:
             raise ValueError(f"window ({window}) and hop ({hop}) must be positive seconds")
         win, step = round(window * self.sample_rate), round(hop * self.sample_rate)
         if win < self.min_samples:
-            raise ValueError(
-                f"window={window} s is {win} samples; the features need at least {self.min_samples}"
-            )
+            raise ValueError(f"window={window} s is {win} samples; the features need at least {self.min_samples}")
         return win, max(1, step)
 
     def _predict_windows(
@@ -446,7 +437,14 @@ class Predictor:
             tails = [buf[spans[i][0] - offset : spans[i][1] - offset] for i in partial]
             probs.update(zip(partial, self.predict_waves(tails), strict=True))
         return [
-            Prediction(path, self.classes, probs.get(i), start=spans[i][0] / sr, end=spans[i][1] / sr)
+            Prediction(
+                path,
+                self.classes,
+                probs.get(i),
+                start=spans[i][0] / sr,
+                end=spans[i][1] / sr,
+                duration=(spans[i][1] - spans[i][0]) / sr,
+            )
             for i in keep
         ]
 
@@ -514,11 +512,13 @@ class Predictor:
     ) -> list[tuple[str, list[Prediction] | InputFailure]]:
         """Timeline of each audio file (folders expanded), or why it has none."""
         out: list[tuple[str, list[Prediction] | InputFailure]] = []
-        for path, wave in self.load_inputs(inputs):
-            if isinstance(wave, InputFailure):
-                out.append((path, wave))
-            else:
-                out.append((path, self.timeline(wave, window, hop, path=path)))
+        # Small chunks: long recordings are what timelines are for, so few are held at once.
+        for loaded in self.iter_inputs(inputs, chunk=4):
+            for path, wave in loaded:
+                if isinstance(wave, InputFailure):
+                    out.append((path, wave))
+                else:
+                    out.append((path, self.timeline(wave, window, hop, path=path)))
         return out
 
 

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ser.inference import CheckpointError, InputFailure, Prediction, Predictor, split_class
@@ -37,6 +38,7 @@ log = logging.getLogger("ser.predict")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 FORMATS = ("table", "json", "csv")
 MIC_WINDOW = 3.0  # seconds, when mic=true is given without a window
+LONG_INPUT_S = 60.0  # a recording this long gets a hint to use the sliding window
 MIC_BLOCK = 0.1  # seconds per microphone buffer: short enough that a window is reported promptly
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -62,12 +64,12 @@ class PredictOptions:
     device: str = "cpu"
     batch_size: int = 64
     plot: str | None = None
+    threads: int | None = None
 
     def check(self) -> None:
         if not self.ckpt:
             raise UsageError(
-                "no checkpoint given: ckpt=PATH (or --ckpt PATH), "
-                "e.g. outputs/train/<time>/checkpoints/best.ckpt"
+                "no checkpoint given: ckpt=PATH (or --ckpt PATH), e.g. outputs/train/<time>/checkpoints/best.ckpt"
             )
         if self.format not in FORMATS:
             raise UsageError(f"format={self.format!r}: choose one of {', '.join(FORMATS)}")
@@ -85,6 +87,8 @@ class PredictOptions:
             raise UsageError("plot needs a timeline: add window=SECONDS (or use mic=true)")
         if self.batch_size < 1:
             raise UsageError(f"batch_size={self.batch_size}: must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads={self.threads}: must be at least 1 (or null for torch's default)")
         if self.duration is not None and self.duration <= 0:
             raise UsageError(f"duration={self.duration}: must be positive seconds (or null for no limit)")
 
@@ -129,9 +133,7 @@ def table_header(timeline: bool) -> list[str]:
 def format_table(preds: Sequence[Prediction], timeline: bool) -> str:
     rows = [table_header(timeline)] + [table_cells(p, timeline) for p in preds]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
-    )
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
 
 
 def render(preds: Sequence[Prediction], fmt: str, classes: Sequence[str], timeline: bool) -> str:
@@ -179,17 +181,20 @@ def plot_timeline(preds: Sequence[Prediction], path: str | Path, title: str = ""
         [np.full(len(classes), np.nan) if p.probabilities is None else p.probabilities for p in preds]
     ).reshape(len(preds), len(classes))
     fig, (ax, ax_g) = plt.subplots(2, 1, sharex=True, figsize=(10, 5.5), height_ratios=[3, 1])
-    for emotion in emotions:
-        cols = [i for i, c in enumerate(classes) if split_class(c)[1] == emotion]
-        ax.plot(centres, probs[:, cols].sum(1), marker=".", label=emotion)
+    curves = {e: probs[:, [i for i, c in enumerate(classes) if split_class(c)[1] == e]].sum(1) for e in emotions}
+    for emotion, curve in curves.items():
+        ax.plot(centres, curve, marker=".", label=emotion)
     ax.set_ylabel("P(emotion)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right", ncol=len(emotions), fontsize=8)
+    # A fixed 0..1 scale keeps files comparable (sigmoid sums of the binary model may pass 1).
+    top = max((float(np.nanmax(c, initial=0.0)) for c in curves.values()), default=1.0)
+    ax.set_ylim(0, max(1.0, top))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(title or "emotion over time")
     ax.grid(alpha=0.3)
     female = [i for i, c in enumerate(classes) if split_class(c)[0] == "female"]
     ax_g.plot(centres, probs[:, female].sum(1), color="tab:purple", marker=".")
     ax_g.set_ylabel("P(female)")
+    ax_g.set_ylim(0, 1)
     ax_g.set_xlabel("time (s, window centre)")
     ax_g.grid(alpha=0.3)
     fig.tight_layout()
@@ -247,12 +252,16 @@ def microphone_blocks(
             device=device,
             callback=callback,
         ):
-            while limit is None or seen < limit:
-                block = blocks.get()
-                if limit is not None:
-                    block = block[: limit - seen]
-                seen += len(block)
-                yield block
+            try:
+                while limit is None or seen < limit:
+                    block = blocks.get()
+                    if limit is not None:
+                        block = block[: limit - seen]
+                    seen += len(block)
+                    yield block
+            except KeyboardInterrupt:
+                # Ctrl-C ends the stream like the end of a file: the windows still open are reported.
+                log.info("stopped; finishing the last window")
 
     return generate(), rate
 
@@ -291,15 +300,19 @@ def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int
                 preds.extend(result)
     else:
         for result in predictor.predict_files(opts.inputs):
+            if isinstance(result, Prediction) and result.duration > LONG_INPUT_S:
+                log.warning(
+                    "%s: one prediction over all %.0f s; window=3.0 gives a timeline instead",
+                    result.path,
+                    result.duration,
+                )
             (failures if isinstance(result, InputFailure) else preds).append(result)  # type: ignore[arg-type]
     for failure in failures:
         _error(f"error: {failure}")
     if preds or opts.format != "table":
         _emit(render(preds, opts.format, predictor.classes, timeline), opts.output, stdout)
     if opts.plot and timelines:
-        for (path, rows), png in zip(
-            timelines, plot_paths(opts.plot, [p for p, _ in timelines]), strict=True
-        ):
+        for (path, rows), png in zip(timelines, plot_paths(opts.plot, [p for p, _ in timelines]), strict=True):
             _error(f"timeline plot: {plot_timeline(rows, png, title=Path(path).name)}")
     if failures:
         total = len(failures) + (len(timelines) if timeline else len(preds))
@@ -341,6 +354,8 @@ def run(opts: PredictOptions, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     try:
         opts.check()
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
         predictor = Predictor.from_checkpoint(opts.ckpt or "", device=opts.device, batch_size=opts.batch_size)
         if opts.mic:
             blocks, rate = microphone_blocks(opts.mic_device, opts.duration)
@@ -398,8 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ser-predict",
         description="Predict the gender x emotion class of recordings with a ser.train checkpoint.",
-        epilog="Exit codes: 0 all inputs classified, 1 some inputs gave no prediction, "
-        "2 bad checkpoint or options.",
+        epilog="Exit codes: 0 all inputs classified, 1 some inputs gave no prediction, 2 bad checkpoint or options.",
     )
     p.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
     p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by ser.train")
@@ -413,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or auto (default: cpu)")
     p.add_argument("--batch-size", type=int, default=64, help="clips or windows per forward pass")
     p.add_argument("--plot", help="PNG of emotion probabilities over time (with --window or --mic)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p
 
 
@@ -436,6 +451,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         batch_size=args.batch_size,
         plot=args.plot,
+        threads=args.threads,
     )
     return run(opts)
 

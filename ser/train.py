@@ -8,6 +8,7 @@ TensorBoard hparams with the real final metrics). Returns the optimized metric f
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -17,6 +18,7 @@ from typing import Any
 import hydra
 import lightning as L
 import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -61,6 +63,19 @@ def build_module(cfg: DictConfig, input_dim: int) -> SERModule:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one model; returns the metrics written to metrics.json."""
+    environ = dict(os.environ)
+    try:
+        return _run(cfg)
+    finally:
+        # The next job of a multirun sweep runs in this same process: it must start a new DDP group,
+        # and must not see the LOCAL_RANK/WORLD_SIZE that make Lightning think it is a child rank.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     seed_everything(cfg.get("seed"))

@@ -173,9 +173,7 @@ def make_savee_tree(
     return paths
 
 
-def fake_clips(
-    crema_male: int = 8, crema_female: int = 8, savee: int = 4, per_emotion: int = 2
-) -> list[Clip]:
+def fake_clips(crema_male: int = 8, crema_female: int = 8, savee: int = 4, per_emotion: int = 2) -> list[Clip]:
     """Clip records (no audio behind them) for split tests: every speaker says every emotion."""
     clips = []
     speakers = [("crema_d", f"{1001 + i}", "male") for i in range(crema_male)]

@@ -41,9 +41,7 @@ def test_mono_file_is_returned_unchanged_at_the_target_rate(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("rate", [44100, 48000, 8000, 22050])
 def test_resampled_to_16k(tmp_path: Path, rate: int) -> None:
-    path = write_wav(
-        tmp_path / "x.wav", seconds=0.5, sr=rate, channels=3, freq=440.0, seed=3, subtype="FLOAT"
-    )
+    path = write_wav(tmp_path / "x.wav", seconds=0.5, sr=rate, channels=3, freq=440.0, seed=3, subtype="FLOAT")
     wave = load_audio(path, 16000)
     assert wave.dtype == np.float32 and wave.ndim == 1 and wave.flags["C_CONTIGUOUS"]
     assert abs(wave.size - 8000) <= 1

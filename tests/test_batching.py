@@ -92,9 +92,7 @@ def test_bucketing_keeps_padding_small() -> None:
     sampler = BucketBatchSampler(LENGTHS, batch_size=16, shuffle=True, seed=0)
     bucketed = _padding_ratio(list(sampler), LENGTHS)
     random_batches = list(
-        BatchSampler(
-            RandomSampler(range(len(LENGTHS)), generator=torch.Generator().manual_seed(0)), 16, False
-        )
+        BatchSampler(RandomSampler(range(len(LENGTHS)), generator=torch.Generator().manual_seed(0)), 16, False)
     )
     random = _padding_ratio(random_batches, LENGTHS)
     assert random > 0.5  # lengths 30-600: random batches are mostly padding
@@ -136,13 +134,10 @@ def test_ddp_shards_are_disjoint_equal_and_cover_everything(n: int) -> None:
 
 def test_ddp_eval_shards_partition() -> None:
     shards = [
-        _flat(list(BucketBatchSampler(LENGTHS[:100], 16, shuffle=False, num_replicas=2, rank=r)))
-        for r in range(2)
+        _flat(list(BucketBatchSampler(LENGTHS[:100], 16, shuffle=False, num_replicas=2, rank=r))) for r in range(2)
     ]
     assert sorted(shards[0] + shards[1]) == list(range(100))
-    lens = [
-        len(BucketBatchSampler(LENGTHS[:100], 16, shuffle=False, num_replicas=2, rank=r)) for r in range(2)
-    ]
+    lens = [len(BucketBatchSampler(LENGTHS[:100], 16, shuffle=False, num_replicas=2, rank=r)) for r in range(2)]
     assert lens == [4, 3]  # 7 batches, not padded
 
 
@@ -154,9 +149,7 @@ def test_batch_size_must_be_positive() -> None:
 def test_dataloader_with_the_sampler() -> None:
     lengths = [int(x) for x in np.random.default_rng(1).integers(1, 40, size=50)]
     fs = _feature_set(lengths)
-    ds = FeatureDataset(
-        fs, rows=range(50), labels=[i % 12 for i in range(50)], speakers=[i % 5 for i in range(50)]
-    )
+    ds = FeatureDataset(fs, rows=range(50), labels=[i % 12 for i in range(50)], speakers=[i % 5 for i in range(50)])
     loader = DataLoader(ds, batch_sampler=BucketBatchSampler(ds.lengths, 8, shuffle=True), collate_fn=collate)
     seen = []
     for batch in loader:

@@ -33,9 +33,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
         sentences=["DFA", "IEO"],
         seconds=(0.2, 0.9),
     )
-    make_savee_tree(
-        root / "savee", "kaggle", speakers=["DC", "JE"], codes=["a", "h"], takes=2, seconds=(0.2, 0.9)
-    )
+    make_savee_tree(root / "savee", "kaggle", speakers=["DC", "JE"], codes=["a", "h"], takes=2, seconds=(0.2, 0.9))
     roots = {"crema_d": root / "crema-d", "savee": root / "savee"}
     return build_index(["crema_d", "savee"], roots).clips
 
@@ -147,9 +145,7 @@ def test_modified_file_is_never_served_stale(clips: list[Clip], tmp_path: Path) 
     info = sf.info(target.path)
     st = os.stat(target.path)
     # New content of exactly the same size, and an mtime moved on as any write does.
-    write_wav(
-        target.path, info.frames / info.samplerate, info.samplerate, freq=1234.0, seed=99, subtype="PCM_16"
-    )
+    write_wav(target.path, info.frames / info.samplerate, info.samplerate, freq=1234.0, seed=99, subtype="PCM_16")
     os.utime(target.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert os.stat(target.path).st_size == st.st_size
     after = cache.load_or_build(own)
@@ -204,9 +200,7 @@ def test_old_cache_version_is_rebuilt(clips: list[Clip], tmp_path: Path) -> None
     assert CountingExtractor(marker).builds() == 2
 
 
-def test_failed_write_leaves_no_entry(
-    clips: list[Clip], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_entry(clips: list[Clip], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "marker"
     cache = _cache(tmp_path / "c", marker)
 

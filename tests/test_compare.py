@@ -162,9 +162,7 @@ def test_report_files(loss_result: tuple[Path, C.Comparison]) -> None:
     assert "## Where 92.3% comes from" in md and "11/12 = 0.9167" in md
     assert f"binary {np.mean(BIN_BIN_ACC):.4f} (n=5)" in md
     # Failures are listed with their overrides and error, the '|' escaped for markdown.
-    failed_row = (
-        "| 10 | failed | loss=binary seed=5 experiment=loss_comparison | RuntimeError: CUDA out of memory"
-    )
+    failed_row = "| 10 | failed | loss=binary seed=5 experiment=loss_comparison | RuntimeError: CUDA out of memory"
     assert f"{failed_row} \\| boom |" in md
     assert "| 11 | missing | loss=categorical seed=5" in md and "Killed by signal 9" in md
     assert "### binary − categorical" in md and "![compare_uar](compare_uar.png)" in md
@@ -316,9 +314,7 @@ def _memory_jobs(cat: np.ndarray, binary: np.ndarray) -> list[C.Job]:
     for loss, values in (("categorical", cat), ("binary", binary)):
         for seed, uar in enumerate(values):
             params = {"loss": loss, "seed": seed}
-            jobs.append(
-                C.Job(str(len(jobs)), "ok", None, params=params, metrics=_metrics(uar, 0.93, loss, seed))
-            )
+            jobs.append(C.Job(str(len(jobs)), "ok", None, params=params, metrics=_metrics(uar, 0.93, loss, seed)))
     return jobs
 
 

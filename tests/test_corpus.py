@@ -29,8 +29,7 @@ SAVEE_KAGGLE = "https://www.kaggle.com/datasets/ejlok1/surrey-audiovisual-expres
 def _signature(index) -> list[tuple]:
     """Everything about the clips except where the files are."""
     return sorted(
-        (c.clip_id, c.corpus, c.speaker, c.gender, c.emotion, c.label, c.sentence, c.intensity)
-        for c in index.clips
+        (c.clip_id, c.corpus, c.speaker, c.gender, c.emotion, c.label, c.sentence, c.intensity) for c in index.clips
     )
 
 
@@ -88,9 +87,7 @@ def test_crema_names_are_parsed_strictly_and_never_guessed(tmp_path: Path) -> No
     index = build_index(["crema_d"], {"crema_d": root})
     assert len(index) == 6
     assert sorted(Path(e.path).name for e in index.excluded) == sorted(BAD_CREMA_NAMES)
-    assert all(
-        e.reason.startswith("name does not parse as ACTOR_SENTENCE_EMOTION_LEVEL") for e in index.excluded
-    )
+    assert all(e.reason.startswith("name does not parse as ACTOR_SENTENCE_EMOTION_LEVEL") for e in index.excluded)
     assert all(e.corpus == "crema_d" for e in index.excluded)
 
     with pytest.raises(DataError) as err:

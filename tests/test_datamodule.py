@@ -70,9 +70,7 @@ def test_prepare_data_builds_index_and_cache_once(
     builds = _count_builds(monkeypatch)
     first = _dm(tree, tmp_path)
     first.prepare_data()
-    assert builds == [
-        72 + 1 + 48
-    ]  # every parsed clip (the silent one too; su and the bad name are not clips)
+    assert builds == [72 + 1 + 48]  # every parsed clip (the silent one too; su and the bad name are not clips)
     assert len(list((tmp_path / "features").glob("features-*.pt"))) == 1
     assert first.split is None  # prepare_data only prepares
     first.setup()
@@ -89,10 +87,7 @@ def test_setup_splits_by_speaker(dm: SERDataModule) -> None:
     assert split.strategy == "speaker" and split.seed == 0
     assert len(dm.clips) == 120 and SILENT not in {Path(c.path).name for c in dm.clips}
     speakers = {p: {dm.clips[i].speaker for i in split.part(p)} for p in ("train", "val", "test")}
-    assert (
-        not (speakers["train"] & speakers["val"])
-        and not (speakers["train"] | speakers["val"]) & speakers["test"]
-    )
+    assert not (speakers["train"] & speakers["val"]) and not (speakers["train"] | speakers["val"]) & speakers["test"]
     for part in ("train", "val", "test"):
         strata = {(dm.clips[i].corpus, dm.clips[i].gender) for i in split.part(part)}
         assert strata == {("crema_d", "male"), ("crema_d", "female"), ("savee", "male")}
@@ -135,9 +130,7 @@ def test_bucketing_pads_less_than_random_batching(dm: SERDataModule) -> None:
     n = len(dm.datasets["train"])
     random = np.mean(
         [
-            padding(
-                BatchSampler(RandomSampler(range(n), generator=torch.Generator().manual_seed(s)), 8, False)
-            )
+            padding(BatchSampler(RandomSampler(range(n), generator=torch.Generator().manual_seed(s)), 8, False))
             for s in range(10)
         ]
     )
@@ -178,9 +171,7 @@ def test_data_report_and_manifest_are_saved(dm: SERDataModule, tree: dict[str, s
     assert listed[f"AudioWAV/{SILENT}"]["reason"].startswith("silent")
     assert listed[f"AudioWAV/{BAD_NAME}"]["reason"].startswith("name does not parse")
     surprise = [k for k, e in listed.items() if e["reason"].startswith("no class: surprise")]
-    assert sorted(surprise) == sorted(
-        f"AudioData/{s}/su0{t}.wav" for s in ("DC", "JE", "JK", "KL") for t in (1, 2)
-    )
+    assert sorted(surprise) == sorted(f"AudioData/{s}/su0{t}.wav" for s in ("DC", "JE", "JK", "KL") for t in (1, 2))
     # Hours: the clips' durations (frames are 10 ms, so each clip counts at most one hop more; the
     # report rounds to 1e-4 h).
     seconds = sum(sf.info(clip.path).duration for clip in dm.clips)
@@ -242,9 +233,7 @@ def test_unreadable_file_raise_or_skip(tmp_path: Path) -> None:
     root = tmp_path / "crema-d"
     make_crema_tree(root, actors=["1001", "1005", "1011", "1002", "1003", "1004"], sentences=["DFA"])
     (root / "AudioWAV" / "1003_IEO_HAP_XX.wav").write_bytes(b"RIFF....WAVEfmt broken")
-    strict = SERDataModule(
-        FEATURES, corpora=["crema_d"], roots={"crema_d": str(root)}, cache_dir=str(tmp_path)
-    )
+    strict = SERDataModule(FEATURES, corpora=["crema_d"], roots={"crema_d": str(root)}, cache_dir=str(tmp_path))
     with pytest.raises(AudioError, match="1003_IEO_HAP_XX"):
         strict.prepare_data()
     lenient = SERDataModule(
@@ -288,9 +277,7 @@ SMALL_DEMO = demo_mod.DemoSpec(
 
 def test_demo_corpus_through_the_real_loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = demo_mod.ensure_demo_corpus
-    monkeypatch.setattr(
-        demo_mod, "ensure_demo_corpus", lambda root, progress=True: real(root, SMALL_DEMO, progress)
-    )
+    monkeypatch.setattr(demo_mod, "ensure_demo_corpus", lambda root, progress=True: real(root, SMALL_DEMO, progress))
     module = SERDataModule(FEATURES, demo=True, cache_dir=str(tmp_path), progress=False, batch_size=16)
     module.prepare_data()
     module.setup()

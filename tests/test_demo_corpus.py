@@ -68,9 +68,7 @@ def _labelled_clips(folder: Path) -> list[tuple[Path, str, str, str]]:
 
 
 def _tree_bytes(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -161,10 +159,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     # A different seed is a different corpus in a different folder.
     c = ensure_demo_corpus(tmp_path / "a", replace(SMALL, seed=1), progress=False)
     assert c.name != a.name
-    assert (
-        _tree_bytes(c)["crema-d/AudioWAV/1001_TIE_ANG_XX.wav"]
-        != files_a["crema-d/AudioWAV/1001_TIE_ANG_XX.wav"]
-    )
+    assert _tree_bytes(c)["crema-d/AudioWAV/1001_TIE_ANG_XX.wav"] != files_a["crema-d/AudioWAV/1001_TIE_ANG_XX.wav"]
 
 
 def test_second_call_reuses_the_folder(tmp_path: Path) -> None:

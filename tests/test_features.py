@@ -100,9 +100,7 @@ def test_helpers_match_scipy() -> None:
     scipy_fft = pytest.importorskip("scipy.fft")
     scipy_signal = pytest.importorskip("scipy.signal")
     x = np.random.default_rng(0).standard_normal((64, 5))
-    np.testing.assert_allclose(
-        dct_matrix(20, 64) @ x, scipy_fft.dct(x, axis=0, norm="ortho")[:20], atol=1e-12
-    )
+    np.testing.assert_allclose(dct_matrix(20, 64) @ x, scipy_fft.dct(x, axis=0, norm="ortho")[:20], atol=1e-12)
     for order in (1, 2):
         ref = scipy_signal.savgol_coeffs(9, order, deriv=order, use="dot")
         np.testing.assert_allclose(savgol_kernel(9, order), ref, atol=1e-12)
@@ -130,9 +128,7 @@ def test_mfcc_matches_librosa(cfg: dict, kind: str, deltas: int) -> None:
     y = _signal(kind, int(1.3 * m.sample_rate) + 7, m.sample_rate)
     mel_db = librosa.power_to_db(_librosa_power_mel(y, m.logmel), ref=1.0, amin=m.logmel.amin, top_db=None)
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=40, dct_type=2, norm="ortho")
-    parts = [mfcc] + [
-        librosa.feature.delta(mfcc, width=9, order=k, mode="nearest") for k in range(1, deltas + 1)
-    ]
+    parts = [mfcc] + [librosa.feature.delta(mfcc, width=9, order=k, mode="nearest") for k in range(1, deltas + 1)]
     ref = np.concatenate(parts, axis=0)
     ours = _one(m, y)
     assert ours.shape == ref.shape == (m.out_dim, ref.shape[1])

@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +73,9 @@ def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0) -> Pa
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, train_dataloaders=DataLoader(items, batch_size=4, collate_fn=collate))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*")  # no validation here, on purpose
+        trainer.fit(module, train_dataloaders=DataLoader(items, batch_size=4, collate_fn=collate))
     trainer.save_checkpoint(path)
     return path
 
@@ -89,6 +93,15 @@ def speechlike(seconds: float, sr: int = SR, seed: int = 0, channels: int = 1) -
     if channels == 1:
         return wave
     return np.stack([wave * (1 - 0.2 * c) for c in range(channels)], axis=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The tiny test model gains nothing from intra-op threads, and they stall on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +333,9 @@ def test_usage_errors_exit_2(ckpt: Path, capsys: pytest.CaptureFixture) -> None:
     assert "format='xml'" in capsys.readouterr().err
     assert config_run(["inputs=[x.wav]"])[0] == 2
     assert "no checkpoint given" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert config_run([f"ckpt={ckpt}", "inputs=[x.wav]", "device=cuda"])[0] == 2
+        assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_hydra_module_in_subprocess(ckpt: Path, audio: dict[str, Path], tmp_path: Path) -> None:
@@ -336,7 +352,7 @@ def test_hydra_module_in_subprocess(ckpt: Path, audio: dict[str, Path], tmp_path
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 1, proc.stderr
     rows = json.loads(proc.stdout)

@@ -48,10 +48,7 @@ def test_speaker_split_balances_gender_and_corpus() -> None:
             )
         # 15% of 8 speakers rounds to 1, of 4 to at least 1: the same counts for every stratum and seed.
         by_stratum = Counter(
-            (part, CLIPS[i].corpus, CLIPS[i].gender)
-            for part in PARTS
-            for i in split.part(part)
-            if i % 12 == 0
+            (part, CLIPS[i].corpus, CLIPS[i].gender) for part in PARTS for i in split.part(part) if i % 12 == 0
         )
         assert by_stratum[("test", "crema_d", "male")] == by_stratum[("test", "crema_d", "female")] == 1
         assert by_stratum[("train", "crema_d", "male")] == by_stratum[("train", "crema_d", "female")] == 6
@@ -157,9 +154,7 @@ def test_check_speaker_disjoint_raises_on_overlap() -> None:
     leaky = Split("speaker", 0, train=others[:-24] + dc[:1], val=others[-24:-12], test=others[-12:] + dc[1:])
     with pytest.raises(SplitError, match="speaker savee/DC is in both train and test"):
         check_speaker_disjoint(leaky, CLIPS)
-    leaky_val = Split(
-        "speaker", 0, train=others[:-24], val=others[-24:-12] + dc[:1], test=others[-12:] + dc[1:]
-    )
+    leaky_val = Split("speaker", 0, train=others[:-24], val=others[-24:-12] + dc[:1], test=others[-12:] + dc[1:])
     with pytest.raises(SplitError, match="savee/DC is in both val and test"):
         check_speaker_disjoint(leaky_val, CLIPS)
 
@@ -180,8 +175,6 @@ def test_manifest_content() -> None:
         assert entry["clips"] == len(idx)
         assert entry["clip_ids"] == [CLIPS[i].clip_id for i in idx]
         assert entry["speakers"] == sorted(_speakers(split, part))
-        assert {int(k): v for k, v in entry["per_label"].items()} == dict(
-            Counter(CLIPS[i].label for i in idx)
-        )
+        assert {int(k): v for k, v in entry["per_label"].items()} == dict(Counter(CLIPS[i].label for i in idx))
     random_manifest = make_split(CLIPS, "random").manifest(CLIPS)
     assert random_manifest["speaker_independent"] is False and random_manifest["fold"] is None

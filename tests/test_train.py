@@ -119,10 +119,7 @@ def test_seed_zero_counts_and_reproduces(train_config, tmp_path):
     assert a["uar"] == b["uar"] and a["confusion"] == b["confusion"]
     manifest = {k: json.loads((tmp_path / k / "split_manifest.json").read_text()) for k in "ac"}
     assert manifest["a"]["seed"] == 0
-    assert (
-        manifest["a"]["test"]["speakers"] != manifest["c"]["test"]["speakers"]
-        or a["confusion"] != c["confusion"]
-    )
+    assert manifest["a"]["test"]["speakers"] != manifest["c"]["test"]["speakers"] or a["confusion"] != c["confusion"]
 
 
 def test_binary_loss_runs_and_is_recorded(train_config, tmp_path):
