@@ -332,29 +332,40 @@ def main() -> None:
             print("--profile: py-spy not found (pip install py-spy into the venv); skipped")
             return
         shutil.rmtree(features_dir, ignore_errors=True)
-        prefix = [spy, "record", "--threads", "--native", "--rate", "200", "--format", "raw", "-o", args.profile]
+        rate = 100
+        prefix = [spy, "record", "--threads", "--native", "--rate", str(rate), "--format", "raw", "-o", args.profile]
         run_child("cold", args, prefix=[*prefix, "--"])
-        summarize_profile(Path(args.profile))
+        summarize_profile(Path(args.profile), rate)
 
 
-def summarize_profile(path: Path, top: int = 15) -> None:
-    """py-spy's collapsed stacks -> samples per thread and the hottest leaf frames (self time)."""
+def summarize_profile(path: Path, rate: int, top: int = 12) -> None:
+    """py-spy's collapsed stacks within FeatureCache.build -> thread-seconds per thread and per ser/ line.
+
+    A stack whose leaf is in libgomp is an OpenMP worker spinning or sleeping at a barrier.
+    """
     from collections import Counter
 
+    lines: Counter[str] = Counter()
+    omp: Counter[str] = Counter()
     threads: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
         frames = stack.split(";")
-        threads[frames[0].split(" ")[0] if frames[0].startswith("thread") else "?"] += int(count)
-        leaves[frames[-1].split(" (")[0][:90]] += int(count)
-    total = sum(leaves.values()) or 1
-    print(f"\npy-spy (--threads --native) of one cold build: {path}, {total} samples while threads were active")
+        if not any(f.startswith(("FeatureCache.build (", "FeatureCache.build.<locals>")) for f in frames):
+            continue
+        n = int(count)
+        key = [f for f in frames if "(ser/" in f][-1]
+        lines[key] += n
+        omp[key] += n if "libgomp" in frames[-1] else 0
+        threads[frames[0].partition(": ")[2] or frames[0]] += n
+    total = sum(lines.values()) or 1
+    print(f"\npy-spy --threads --native, {rate} Hz, one cold build ({path}); thread-seconds inside FeatureCache.build:")
     for name, n in threads.most_common():
-        print(f"  {100 * n / total:5.1f}%  {name}")
-    print("hottest frames (self):")
-    for name, n in leaves.most_common(top):
-        print(f"  {100 * n / total:5.1f}%  {name}")
+        print(f"  {n / rate:7.2f} s  {name}")
+    waits = sum(omp.values()) / rate
+    print(f"by innermost ser/ line ({waits:.2f} of {total / rate:.2f} thread-s with a libgomp leaf: OpenMP waits):")
+    for name, n in lines.most_common(top):
+        print(f"  {n / rate:7.2f} s  {100 * n / total:5.1f}%  (OpenMP wait {100 * omp[name] / n:3.0f}%)  {name}")
 
 
 if __name__ == "__main__":
