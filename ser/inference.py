@@ -54,7 +54,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used for prediction; the message names the file and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # no field-wise ==: it would compare arrays
 class Prediction:
     """Class probabilities of one clip, or of one window ``[start, end)`` seconds of a recording.
 

@@ -33,7 +33,7 @@ from ser.labels import CLASSES
 from ser.metric_names import SCALARS, TRIVIAL_BINARY_ACCURACY
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
-from ser.runutils import hparams_of, instantiate_group, seed_everything, to_plain, write_json
+from ser.runutils import configure_threads, hparams_of, instantiate_group, seed_everything, to_plain, write_json
 
 log = logging.getLogger("ser.train")
 
@@ -78,6 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def _run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
+    configure_threads(cfg)
     seed_everything(cfg.get("seed"))
 
     datamodule = build_datamodule(cfg)
