@@ -31,14 +31,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from ser.checkpoint import CHECKPOINT_FORMAT
 from ser.data.audio import AudioError, is_silent, load_audio
 from ser.data.corpus import audio_extensions, find_audio_files
 
 log = logging.getLogger("ser.predict")
 
-# Same value as ser.models.module.CHECKPOINT_FORMAT (a test keeps them equal). Not imported from
-# there: that module imports Lightning, which adds ~5 s to every prediction command's start-up.
-CHECKPOINT_FORMAT = "ser-checkpoint-v1"
 REQUIRED_HPARAMS = ("model", "loss", "features", "sample_rate", "classes", "input_dim")
 REQUIRED_STATE = ("net.normalizer.mean", "net.normalizer.std")
 # Configs in a checkpoint are instantiated by name; only this project's classes are accepted, so a

@@ -13,13 +13,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
+from ser.checkpoint import CHECKPOINT_FORMAT
 from ser.data.batching import Batch
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.metrics import StageMetrics
 
 log = logging.getLogger("ser.train")
-
-CHECKPOINT_FORMAT = "ser-checkpoint-v1"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -134,9 +133,7 @@ class SERModule(L.LightningModule):
             val = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             parts = [f"train/loss {train_loss:.4f}", f"train/uar {train['uar']:.4f}"]
             parts += [
-                f"{k} {val[k]:.4f}"
-                for k in ("val/loss", "val/uar", "val/accuracy", "val/binary_accuracy")
-                if k in val
+                f"{k} {val[k]:.4f}" for k in ("val/loss", "val/uar", "val/accuracy", "val/binary_accuracy") if k in val
             ]
             log.info("epoch %d | %s | %.1f s", self.current_epoch, " | ".join(parts), elapsed)
 
@@ -166,9 +163,7 @@ class SERModule(L.LightningModule):
             return
         from ser.plots import confusion_figure
 
-        fig = confusion_figure(
-            confusion.numpy(), self.hparams.classes, title=f"{tag} (epoch {self.current_epoch})"
-        )
+        fig = confusion_figure(confusion.numpy(), self.hparams.classes, title=f"{tag} (epoch {self.current_epoch})")
         tb.experiment.add_figure(tag, fig, global_step=self.current_epoch)
 
     # -- optimization ------------------------------------------------------------------------------------
