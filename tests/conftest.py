@@ -6,18 +6,23 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The test models are tiny: one thread is as fast, and immune to OpenMP stalls on a busy machine.
+torch.set_num_threads(1)
 CONF = str(ROOT / "conf")
 
 # Small enough for the default test run; large enough that the model learns the demo corpus.
 FAST_OVERRIDES = [
     "data=demo",
     "data.progress=false",
+    "num_threads=1",
     "model.hidden_size=32",
     "model.dense_size=32",
     "trainer.max_epochs=3",
@@ -64,4 +69,5 @@ def cli_env(tmp_path: Path, shared_cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["SER_ROOT"] = str(tmp_path)
     env["PYTHONPATH"] = str(ROOT)
+    env["OMP_NUM_THREADS"] = "1"
     return env
