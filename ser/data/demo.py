@@ -34,6 +34,7 @@ import soundfile as sf
 from filelock import FileLock
 from tqdm import tqdm
 
+from ser.data import crema_d, savee
 from ser.labels import EMOTIONS, GENDERS
 
 __all__ = [
@@ -54,38 +55,16 @@ DEMO_VERSION: int = 1
 
 COMPLETE_MARKER = ".complete"
 
-CREMA_EMOTION_CODES: dict[str, str] = {
-    "ANG": "angry",
-    "DIS": "disgust",
-    "FEA": "fear",
-    "HAP": "happy",
-    "NEU": "neutral",
-    "SAD": "sad",
-}
-# SAVEE also has "su" (surprise), which has no class in the 12-label scheme.
-SAVEE_EMOTION_CODES: dict[str, str] = {
-    "a": "angry",
-    "d": "disgust",
-    "f": "fear",
-    "h": "happy",
-    "n": "neutral",
-    "sa": "sad",
-    "su": "surprise",
-}
-SAVEE_SPEAKERS: tuple[str, ...] = ("DC", "JE", "JK", "KL")
+# The corpora's own code tables, so the demo writes exactly what the loaders parse.
+CREMA_EMOTION_CODES: dict[str, str] = crema_d.EMOTIONS
+# SAVEE also has "su" (surprise), which has no class in the 12-label scheme; the demo writes some.
+SAVEE_EMOTION_CODES: dict[str, str] = {code: emotion or "surprise" for code, emotion in savee.CODES.items()}
+SAVEE_SPEAKERS: tuple[str, ...] = savee.SPEAKERS
 
 # The real CREMA-D release has this all-zero file; the demo copies it so the silent-clip exclusion runs.
 SILENT_CLIP = "1076_MTI_SAD_XX.wav"
 _SILENT_ACTOR = 1076
 
-# Real genders of the 91 CREMA-D actors (VideoDemographics.csv); everyone not listed is female.
-_CREMA_MALE: frozenset[int] = frozenset(
-    {
-        *(1001, 1005, 1011, 1014, 1015, 1016, 1017, 1019, 1022, 1023, 1026, 1027, 1031, 1032, 1033, 1034),
-        *(1035, 1036, 1038, 1039, 1040, 1041, 1042, 1044, 1045, 1048, 1050, 1051, 1057, 1059, 1062, 1064),
-        *(1065, 1066, 1067, 1068, 1069, 1070, 1071, 1077, 1080, 1081, 1083, 1085, 1086, 1087, 1088, 1090),
-    }
-)
 # Real demographics rows of the demo's default actors; other actors get a neutral placeholder row.
 _CREMA_DEMOGRAPHICS: dict[int, tuple[int, str, str]] = {
     1001: (51, "Caucasian", "Not Hispanic"),
@@ -108,7 +87,7 @@ def crema_gender(actor: int) -> str:
     """Real gender ("male"/"female") of a CREMA-D actor id (1001-1091)."""
     if not 1001 <= actor <= 1091:
         raise ValueError(f"CREMA-D actor ids run from 1001 to 1091, got {actor}")
-    return "male" if actor in _CREMA_MALE else "female"
+    return crema_d.BUILTIN_GENDERS[str(actor)]
 
 
 @dataclass(frozen=True)
@@ -133,14 +112,10 @@ class DemoSpec:
             raise ValueError("crema_actors has duplicates")
         bad = [s for s in self.savee_speakers if s not in SAVEE_SPEAKERS]
         if bad or len(set(self.savee_speakers)) != len(self.savee_speakers):
-            raise ValueError(
-                f"savee_speakers must be distinct values from {SAVEE_SPEAKERS}, got {bad or 'dups'}"
-            )
+            raise ValueError(f"savee_speakers must be distinct values from {SAVEE_SPEAKERS}, got {bad or 'dups'}")
         bad = [s for s in self.crema_sentences if not (len(s) == 3 and s.isalpha() and s.isupper())]
         if bad or len(set(self.crema_sentences)) != len(self.crema_sentences):
-            raise ValueError(
-                f"crema_sentences must be distinct 3-letter upper-case codes, got {bad or 'dups'}"
-            )
+            raise ValueError(f"crema_sentences must be distinct 3-letter upper-case codes, got {bad or 'dups'}")
         if not 1 <= self.savee_takes <= 99 or not 0 <= self.savee_surprise_takes <= 99:
             raise ValueError("savee_takes must be 1..99 and savee_surprise_takes 0..99 (two-digit numbers)")
         # The synthesis band-limits to 7 kHz, so anything below 16 kHz would alias.
@@ -220,9 +195,7 @@ def _vary(rng: np.random.Generator, value: float, rel: float) -> float:
     return value * float(np.exp(np.clip(rng.normal(0.0, rel), -2 * rel, 2 * rel)))
 
 
-def synthesize_clip(
-    gender: str, emotion: str, speaker_seed: int, clip_seed: int, sample_rate: int
-) -> np.ndarray:
+def synthesize_clip(gender: str, emotion: str, speaker_seed: int, clip_seed: int, sample_rate: int) -> np.ndarray:
     """One 1-2 s float32 mono clip in [-1, 1] of a speaker (speaker_seed) saying something (clip_seed).
 
     emotion is one of ``ser.labels.EMOTIONS`` or "surprise". Pure function of its arguments.
@@ -293,9 +266,9 @@ def synthesize_clip(
     r = np.exp(-f0 / tilt_hz)
     n_harm = np.floor(_BAND_LIMIT_HZ / f0)
     r_top = np.exp(-(n_harm + 1) * f0 / tilt_hz)  # r ** (K + 1), without the slow float power
-    voiced = (
-        r * np.sin(theta) - r_top * np.sin((n_harm + 1) * theta) + r_top * r * np.sin(n_harm * theta)
-    ) / (1 - 2 * r * np.cos(theta) + r * r)
+    voiced = (r * np.sin(theta) - r_top * np.sin((n_harm + 1) * theta) + r_top * r * np.sin(n_harm * theta)) / (
+        1 - 2 * r * np.cos(theta) + r * r
+    )
     voiced *= amp
     voiced /= np.sqrt(np.mean(voiced**2)) + 1e-12
     noise = rng.standard_normal(n, dtype=np.float32) * amp * breath
