@@ -696,9 +696,9 @@ def binary_accuracy_statement(comp: Comparison) -> str:
         if (r.diff.mean > 0) != (ba.diff.mean > 0):
             higher = r.b if ba.diff.mean > 0 else r.a
             text += (
-                f" Here {_name(comp, higher)} even has the higher binary_accuracy while being worse on "
-                f"{_metric_name(comp.metric)}: binary_accuracy ranks the two "
-                "the wrong way."
+                f" Here {_name(comp, higher)} even has the higher binary_accuracy (by "
+                f"{abs(ba.diff.mean):.4f}) while being worse on {_metric_name(comp.metric)}: binary_accuracy "
+                "ranks the two the wrong way."
             )
     return text
 
