@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CHILD_PREFIX = "BENCH-RESULT "
+RUN_DIR = "/tmp/ser-bench-run"  # stands in for Hydra's run directory (nothing is written there by default)
 
 
 def machine_note() -> str:
@@ -33,6 +34,11 @@ def machine_note() -> str:
         "NOTE: the machine may be loaded by other jobs; absolute seconds are noisy, compare the ratios "
         "(reference and candidate alternate within this run, medians are reported)."
     )
+
+
+def load_note() -> str:
+    load = os.getloadavg()
+    return f"os.getloadavg() at the end: ({load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f})"
 
 
 def interleave(steps: Sequence[tuple[str, Callable[[], float]]], repeats: int) -> dict[str, list[float]]:
@@ -66,13 +72,14 @@ def parse_child(stdout: str) -> dict:
 
 
 def compose_train(overrides: Sequence[str]):
-    """conf/train.yaml composed as ``python -m ser.train`` would, without a Hydra run directory."""
+    """conf/train.yaml composed as ``python -m ser.train`` would, outside a Hydra app (no run directory)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="train", overrides=["data.output_dir=null", "data.progress=false", *overrides])
+        fixed = ["data.output_dir=null", "data.progress=false", f"paths.output_dir={RUN_DIR}"]
+        cfg = compose(config_name="train", overrides=[*fixed, *overrides])
     GlobalHydra.instance().clear()
     return cfg
 

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_features.py                 # both corpora under data/, 3 repeats
     .venv/bin/python bench/bench_features.py --subset 1000   # a fixed random 1000 clips, quicker
     .venv/bin/python bench/bench_features.py --breakdown     # + decode / extraction alone, 1 vs N threads
+    .venv/bin/python bench/bench_features.py --before        # + cold builds as before the cache's thread fix
     .venv/bin/python bench/bench_features.py --profile       # + one cold build under py-spy (if installed)
 
 Targets: the cold build of both corpora (index, decode, resample, features, cache write; what
@@ -34,6 +35,7 @@ from _common import (
     compose_train,
     emit,
     interleave,
+    load_note,
     machine_note,
     maxrss_mb,
     median,
@@ -86,7 +88,14 @@ def dir_mb(folder: Path) -> float:
 
 def child_cold(args: argparse.Namespace) -> None:
     """One cold build: index the corpora, then prepare_data() on an empty cache."""
+    import contextlib
+
     import torch
+
+    if args.unpinned:  # the build as it was before FeatureCache extracted with one torch thread
+        import ser.data.cache
+
+        ser.data.cache.torch_threads = lambda n: contextlib.nullcontext()
 
     dm = make_datamodule(args.data_root, args.cache_dir, args.features)
     start = time.perf_counter()
@@ -94,6 +103,7 @@ def child_cold(args: argparse.Namespace) -> None:
     index_s = time.perf_counter() - start
     dm.prepare_data()
     total_s = time.perf_counter() - start
+    peak_mb = maxrss_mb()  # before the counts are read back below
     fs = dm.feature_cache().load_or_build(clips)  # a cache hit now: only to read the counts
     emit(
         {
@@ -104,7 +114,7 @@ def child_cold(args: argparse.Namespace) -> None:
             "frames": int(fs.features.shape[0]),
             "dim": fs.dim,
             "threads": torch.get_num_threads(),
-            "maxrss_mb": maxrss_mb(),
+            "maxrss_mb": peak_mb,
         }
     )
 
@@ -233,11 +243,17 @@ def main() -> None:
     parser.add_argument("--librosa-clips", type=int, default=300, help="clips of the librosa reference")
     parser.add_argument("--breakdown", action="store_true", help="also time decoding and extraction alone")
     parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also time cold builds with torch's default threads during extraction (before the cache's fix)",
+    )
+    parser.add_argument(
         "--profile", metavar="OUT", nargs="?", const="/tmp/ser-bench-cold.pyspy.txt", help="py-spy a cold build"
     )
     parser.add_argument("--profile-warm", action="store_true", help="cProfile of one warm set-up")
     parser.add_argument("--child", choices=["cold", "librosa", "warm", "breakdown"], help=argparse.SUPPRESS)
     parser.add_argument("--paths-file", help=argparse.SUPPRESS)
+    parser.add_argument("--unpinned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
@@ -274,12 +290,21 @@ def main() -> None:
         cold_runs.append(run_child("cold", args))
         return cold_runs[-1]["cold_s"]
 
+    before_runs: list[dict] = []
+
+    def cold_before() -> float:
+        shutil.rmtree(features_dir, ignore_errors=True)
+        before_runs.append(run_child("cold", args, "--unpinned"))
+        return before_runs[-1]["cold_s"]
+
     def reference() -> float:
         lib_runs.append(run_child("librosa", args, "--paths-file", str(paths_file)))
         return lib_runs[-1]["seconds"]
 
-    print(f"{args.repeats} x (librosa on {len(lib_paths)} clips, cold build of all {len(paths)} clips) ...")
-    times = interleave([("librosa", reference), ("cold", cold)], args.repeats)
+    what = f"librosa on {len(lib_paths)} clips, " + ("cold build before the fix, " if args.before else "")
+    print(f"{args.repeats} x ({what}cold build of all {len(paths)} clips), interleaved ...")
+    steps = [("librosa", reference), *([("before", cold_before)] if args.before else []), ("cold", cold)]
+    times = interleave(steps, args.repeats)
     cold_s = median(times["cold"])
     lib_rt = median([r["audio_s"] / r["seconds"] for r in lib_runs])
     cold_rt = total_audio / cold_s
@@ -290,24 +315,31 @@ def main() -> None:
     warm = run_child("warm", args)
     warm_first, warm_med, raw_med = warm["setup"][0], median(warm["setup"]), median(warm["raw_load"])
 
-    print_table(
-        [
-            ("clips (kept / excluded)", f"{last['clips']} / {last['excluded']}"),
-            ("audio hours", f"{total_audio / 3600:.3f}"),
-            ("features", f"{args.features}: {last['frames']} frames x {last['dim']}"),
-            ("cold build s (median)", f"{cold_s:.2f}  (runs: {', '.join(f'{t:.2f}' for t in times['cold'])})"),
-            ("  of which index s", f"{median([r['index_s'] for r in cold_runs]):.2f}"),
-            ("cold x real time", f"{cold_rt:,.0f}  (target >= 1,000: {'MET' if cold_rt >= 1000 else 'NOT MET'})"),
-            ("librosa x real time", f"{lib_rt:,.0f}  ({len(lib_paths)} clips, extrapolated per second of audio)"),
-            ("speed-up vs librosa", f"{cold_rt / lib_rt:.1f}x"),
-            ("warm set-up s (first)", f"{warm_first:.2f}  (target <= 3: {'MET' if warm_first <= 3 else 'NOT MET'})"),
-            ("warm set-up s (median)", f"{warm_med:.2f}  ({warm_med / raw_med:.1f}x a raw torch.load: {raw_med:.2f})"),
-            ("cache MB on disk", f"{cache_mb:.0f}"),
-            ("peak RSS MB cold build", f"{median([r['maxrss_mb'] for r in cold_runs]):.0f}"),
-            ("peak RSS MB warm process", f"{warm['maxrss_mb']:.0f}"),
-        ],
-        "bench_features (ratios are within this run; absolute seconds depend on the machine's load)",
-    )
+    rows = [
+        ("clips (kept / excluded)", f"{last['clips']} / {last['excluded']}"),
+        ("audio hours", f"{total_audio / 3600:.3f}"),
+        ("features", f"{args.features}: {last['frames']} frames x {last['dim']}"),
+        ("cold build s (median)", f"{cold_s:.2f}  (runs: {', '.join(f'{t:.2f}' for t in times['cold'])})"),
+        ("  of which index s", f"{median([r['index_s'] for r in cold_runs]):.2f}"),
+        ("cold x real time", f"{cold_rt:,.0f}  (target >= 1,000: {'MET' if cold_rt >= 1000 else 'NOT MET'})"),
+        ("librosa x real time", f"{lib_rt:,.0f}  ({len(lib_paths)} clips, extrapolated per second of audio)"),
+        ("speed-up vs librosa", f"{cold_rt / lib_rt:.1f}x"),
+        ("warm set-up s (first)", f"{warm_first:.2f}  (target <= 3: {'MET' if warm_first <= 3 else 'NOT MET'})"),
+        ("warm set-up s (median)", f"{warm_med:.2f}  ({warm_med / raw_med:.1f}x a raw torch.load: {raw_med:.2f})"),
+        ("cache MB on disk", f"{cache_mb:.0f}"),
+        ("peak RSS MB cold build", f"{median([r['maxrss_mb'] for r in cold_runs]):.0f}"),
+        ("peak RSS MB warm process", f"{warm['maxrss_mb']:.0f}"),
+    ]
+    if args.before:
+        before_s = median(times["before"])
+        rows[8:8] = [
+            ("before fix: cold build s", f"{before_s:.2f}  (runs: {', '.join(f'{t:.2f}' for t in times['before'])})"),
+            ("before fix: x real time", f"{total_audio / before_s:,.0f}  (torch's default threads in extraction)"),
+            ("before fix: peak RSS MB", f"{median([r['maxrss_mb'] for r in before_runs]):.0f}"),
+            ("speed-up of the fix", f"{before_s / cold_s:.2f}x"),
+        ]
+    print_table(rows, "bench_features (ratios are within this run; absolute seconds depend on the machine's load)")
+    print(load_note())
 
     if args.breakdown:
         b = run_child("breakdown", args)
@@ -331,11 +363,14 @@ def main() -> None:
         if not Path(spy).exists():
             print("--profile: py-spy not found (pip install py-spy into the venv); skipped")
             return
-        shutil.rmtree(features_dir, ignore_errors=True)
         rate = 100
-        prefix = [spy, "record", "--threads", "--native", "--rate", str(rate), "--format", "raw", "-o", args.profile]
-        run_child("cold", args, prefix=[*prefix, "--"])
-        summarize_profile(Path(args.profile), rate)
+        for unpinned in [True, False] if args.before else [False]:
+            shutil.rmtree(features_dir, ignore_errors=True)
+            out = args.profile + (".before" if unpinned else "")
+            prefix = [spy, "record", "--threads", "--native", "--rate", str(rate), "--format", "raw", "-o", out, "--"]
+            run_child("cold", args, *(["--unpinned"] if unpinned else []), prefix=prefix)
+            print("\n" + ("BEFORE the fix (torch's default threads in extraction)" if unpinned else "with the fix"))
+            summarize_profile(Path(out), rate)
 
 
 def summarize_profile(path: Path, rate: int, top: int = 12) -> None:
@@ -343,6 +378,7 @@ def summarize_profile(path: Path, rate: int, top: int = 12) -> None:
 
     A stack whose leaf is in libgomp is an OpenMP worker spinning or sleeping at a barrier.
     """
+    import linecache
     from collections import Counter
 
     lines: Counter[str] = Counter()
@@ -365,7 +401,10 @@ def summarize_profile(path: Path, rate: int, top: int = 12) -> None:
     waits = sum(omp.values()) / rate
     print(f"by innermost ser/ line ({waits:.2f} of {total / rate:.2f} thread-s with a libgomp leaf: OpenMP waits):")
     for name, n in lines.most_common(top):
-        print(f"  {n / rate:7.2f} s  {100 * n / total:5.1f}%  (OpenMP wait {100 * omp[name] / n:3.0f}%)  {name}")
+        where = name.rpartition("(")[2].rstrip(")")  # ser/features.py:186
+        code = linecache.getline(str(ROOT / where.partition(":")[0]), int(where.partition(":")[2] or 0)).strip()
+        share, wait = 100 * n / total, 100 * omp[name] / n
+        print(f"  {n / rate:6.2f} s {share:5.1f}% (OpenMP wait {wait:3.0f}%) {where}: {code[:60]}")
 
 
 if __name__ == "__main__":

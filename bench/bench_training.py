@@ -22,6 +22,10 @@ on_train_epoch_end, what metrics.json reports); the plain loop's is timed over t
 wall time (including the module's set-up: feature statistics, class counts, optimizer) is shown too.
 Runs alternate (Lightning, plain, Lightning, plain, ...) after one short untimed warm-up of each; the
 script checks that both end with the same weights (same dropout masks: both reseed at the first batch).
+
+Threads: one intra-op thread by default (as ser.train gives each job of a 2-job sweep on 2 cores). On a
+2-core machine shared with other jobs, torch's default of 2 threads measures OpenMP threads waiting for
+each other at the LSTM's many small ops (tens of times slower), not the training; ``--threads 0`` keeps it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 import warnings
 
 import torch
-from _common import compose_train, interleave, machine_note, median, print_table
+from _common import ROOT, compose_train, interleave, load_note, machine_note, median, print_table
 
 SEED = 1234
 
@@ -86,12 +90,15 @@ def lightning_run(cfg, dm, batches: int, val_batches: int) -> tuple[float, float
 
 
 def plain_run(cfg, dm, batches: int, val_batches: int, clip: float) -> tuple[float, float, object]:
+    from ser.labels import NUM_CLASSES
+
     module = new_module(cfg, dm)
     start = time.perf_counter()
     # What SERModule.setup("fit") and configure_optimizers do inside Trainer.fit.
     mean, std = dm.feature_stats()
     module.net.normalizer.set_stats(mean, std)
-    module.loss_fn.set_class_counts(torch.bincount(torch.tensor(dm.datasets["train"].labels), minlength=12))
+    counts = torch.bincount(torch.tensor(dm.datasets["train"].labels), minlength=NUM_CLASSES)
+    module.loss_fn.set_class_counts(counts)
     optimizer = module.configure_optimizers()
     module.train()
     epoch_start = time.perf_counter()
@@ -131,26 +138,30 @@ def plain_run(cfg, dm, batches: int, val_batches: int, clip: float) -> tuple[flo
     return end - epoch_start, end - start, module
 
 
+@torch.no_grad()
 def max_weight_diff(a, b) -> float:
     return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="data", help="folder holding crema-d/ and savee/")
+    parser.add_argument("--data-root", default=str(ROOT / "data"), help="folder holding crema-d/ and savee/")
     parser.add_argument("--demo", action="store_true", help="the synthetic demo corpus instead of data/")
     parser.add_argument("--cache-dir", default="/tmp/ser-bench-cache", help="feature cache (built if cold)")
     parser.add_argument("--batches", type=int, default=0, help="train batches per epoch (0: all)")
     parser.add_argument("--val", action="store_true", help="run the validation batches inside the epoch too")
     parser.add_argument("--val-batches", type=int, default=0, help="with --val: batches (0: all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each, interleaved")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    logging.getLogger("lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import; quieten them after)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     print(machine_note())
 
     cfg, dm = build(args)
@@ -202,7 +213,7 @@ def main() -> None:
                 "ratio Lightning / plain (epoch)",
                 f"{ratio:.3f}  (target <= 1.15: {'MET' if ratio <= 1.15 else 'NOT MET'})",
             ),
-            ("per batch ms: Lightning / plain", f"{1000 * lit / batches:.1f} / {1000 * plain / batches:.1f}"),
+            ("epoch ms per train batch: L / plain", f"{1000 * lit / batches:.1f} / {1000 * plain / batches:.1f}"),
             (
                 "fit wall s: Lightning / plain",
                 f"{lit_wall:.2f} / {plain_wall:.2f}  (ratio {lit_wall / plain_wall:.3f})",
@@ -211,6 +222,7 @@ def main() -> None:
         ],
         f"bench_training: medians of {args.repeats} interleaved epochs (Lightning, plain, ...)",
     )
+    print(load_note())
     if diff > 1e-4:
         print("WARNING: the two loops ended with different weights; they did not do the same steps")
 

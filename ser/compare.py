@@ -442,9 +442,7 @@ def analyze(
     else:
         contrast, levels, match_keys = None, [], []
         if len(groups) > 2:
-            notes.append(
-                f"{len(groups)} groups without a loss contrast: compared descriptively, no paired test."
-            )
+            notes.append(f"{len(groups)} groups without a loss contrast: compared descriptively, no paired test.")
 
     comp = Comparison(
         sweep_dir=Path(sweep_dir),
@@ -589,11 +587,7 @@ def verdict(comp: Comparison) -> str:
             ci = f" (95% CI {r.diff.ci_low:+.3f} to {r.diff.ci_high:+.3f})" if r.n >= 2 else ""
             # "Better" only with some test behind it; otherwise say just what was measured.
             significant = min(np.nan_to_num([r.t_p, r.wilcoxon_p], nan=1.0)) < comp.alpha
-            claim = (
-                f"**{_name(comp, better)} is better**"
-                if significant
-                else f"{_name(comp, better)} scores higher"
-            )
+            claim = f"**{_name(comp, better)} is better**" if significant else f"{_name(comp, better)} scores higher"
             out.append(
                 f"On test {name}, {claim} than {_name(comp, worse)}: "
                 f"{_f(max(r.mean_a, r.mean_b), 3)} vs {_f(min(r.mean_a, r.mean_b), 3)}, a paired difference "
@@ -643,10 +637,7 @@ def _significance(comp: Comparison, r: Paired) -> str:
             f"by the paired t-test ({tests})."
         )
     else:
-        text = (
-            f"The difference is not significant at {comp.alpha:g} ({tests}): these runs cannot tell "
-            f"the two apart."
-        )
+        text = f"The difference is not significant at {comp.alpha:g} ({tests}): these runs cannot tell the two apart."
     if min_wilcoxon_p(r.n) >= comp.alpha:
         text += (
             f" With only {r.n} pairs the Wilcoxon test cannot reach p < {comp.alpha:g} at all (its "
@@ -672,8 +663,7 @@ def binary_accuracy_statement(comp: Comparison) -> str:
     floor = TRIVIAL_BINARY_ACCURACY
     if comp.contrast == "loss":
         by_level = {
-            lv: summarize(j.value("binary_accuracy") for j in comp.done if comp.level_of(j) == lv)
-            for lv in comp.levels
+            lv: summarize(j.value("binary_accuracy") for j in comp.done if comp.level_of(j) == lv) for lv in comp.levels
         }
     else:
         by_level = {g.label: g.stats["binary_accuracy"] for g in comp.groups}
@@ -798,9 +788,7 @@ def render_markdown(comp: Comparison, figures: Sequence[Path]) -> str:
                     ],
                 )
                 if unpaired:
-                    lines.append(
-                        f"\n{unpaired} run(s) had no partner (the counterpart failed or is missing)."
-                    )
+                    lines.append(f"\n{unpaired} run(s) had no partner (the counterpart failed or is missing).")
                 lines.append("")
 
     if comp.kfold:
@@ -919,9 +907,7 @@ def confusion_panels(comp: Comparison) -> Figure | None:
     """Mean row-normalized test confusion matrix of each group, side by side."""
     panels = []
     for g in comp.groups:
-        mats = [
-            normalize_rows(np.asarray(j.metrics["confusion"])) for j in g.jobs if j.metrics.get("confusion")
-        ]
+        mats = [normalize_rows(np.asarray(j.metrics["confusion"])) for j in g.jobs if j.metrics.get("confusion")]
         if mats:
             panels.append((g.label, len(mats), np.mean(mats, axis=0)))
     if not panels:
@@ -968,9 +954,7 @@ def summary_text(comp: Comparison) -> str:
     width = max((len(g.label) for g in comp.groups), default=0)
     for g in comp.groups:
         s, ba = g.stats[comp.metric], g.stats["binary_accuracy"]
-        lines.append(
-            f"  {g.label:<{width}}  {name} {_f(s.mean)} ± {_f(s.sd)} (n={s.n})  binary_accuracy {_f(ba.mean)}"
-        )
+        lines.append(f"  {g.label:<{width}}  {name} {_f(s.mean)} ± {_f(s.sd)} (n={s.n})  binary_accuracy {_f(ba.mean)}")
     for r in comp.paired_result(comp.metric):
         lines.append(
             f"  {r.b} − {r.a} {name}: {_f(r.diff.mean)} {_ci(r.diff)}, paired t {_p_is(r.t_p)}, "

@@ -58,8 +58,7 @@ def mel_filterbank(
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
     if not np.all((edges[:-2] == 0) | (weights.max(axis=1) > 0)):
         warnings.warn(
-            f"some of the {n_mels} mel filters cover no FFT bin (n_fft={n_fft}); "
-            "use fewer mel bands or a larger n_fft",
+            f"some of the {n_mels} mel filters cover no FFT bin (n_fft={n_fft}); use fewer mel bands or a larger n_fft",
             stacklevel=2,
         )
     return weights
@@ -176,9 +175,7 @@ class LogMel(nn.Module):
             )
         return waves.float(), lengths_t
 
-    def _log_mel(
-        self, waves: torch.Tensor, lengths: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _log_mel(self, waves: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unmasked dB log-mel [B, T, n_mels] and frame lengths; frames past a clip's end hold junk."""
         waves, lengths_t = self._check(waves, lengths)
         # Without lengths every clip fills the batch, so the batch-wide reflect pad is already exact.
@@ -206,9 +203,7 @@ class LogMel(nn.Module):
         valid = torch.arange(features.shape[1], device=features.device) < frame_lengths.unsqueeze(1)
         return features * valid.unsqueeze(-1)
 
-    def forward(
-        self, waves: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """waves [B, N] (zero padded past each clip's length) -> (features [B, T, F], frame_lengths [B]).
 
         T = ``num_frames(N)``; ``lengths=None`` means every clip fills all N samples.
@@ -287,9 +282,7 @@ class MFCC(nn.Module):
                 out[k] = out[k] + self.delta_taps[k, j + half] * shifted
         return out
 
-    def forward(
-        self, waves: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """waves [B, N] (zero padded past each clip's length) -> (features [B, T, F], frame_lengths [B])."""
         log_mel, frame_lengths = self.logmel._log_mel(waves, lengths)
         mfcc = torch.matmul(log_mel, self.dct)

@@ -16,9 +16,7 @@ from torch.nn import functional as F
 from ser.labels import NUM_CLASSES
 
 
-def _weights(
-    spec: str | float | Sequence[float] | None, counts: torch.Tensor | None, kind: str
-) -> torch.Tensor | None:
+def _weights(spec: str | float | Sequence[float] | None, counts: torch.Tensor | None, kind: str) -> torch.Tensor | None:
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -53,9 +51,7 @@ class SERLoss(nn.Module):
 class CategoricalLoss(SERLoss):
     name = "categorical"
 
-    def __init__(
-        self, label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None
-    ) -> None:
+    def __init__(self, label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
         self.class_weights_spec = class_weights

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def cache_key(clips: Sequence[Clip], config: Mapping) -> str:
     return h.hexdigest()[:24]
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch ops run with ``n`` intra-op threads inside the block; the previous setting is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class FeatureCache:
     """Loads or builds the ``FeatureSet`` of a clip list under ``cache_dir``."""
 
@@ -119,6 +131,13 @@ class FeatureCache:
 
     def path_for(self, clips: Sequence[Clip]) -> Path:
         return self.cache_dir / f"features-{cache_key(clips, self.config)}.pt"
+
+    def ensure(self, clips: Sequence[Clip]) -> Path:
+        """Build the entry if it is missing (a later load still validates it and rebuilds a broken one)."""
+        path = self.path_for(clips)
+        if not path.exists():
+            self.load_or_build(clips)
+        return path
 
     def load_or_build(self, clips: Sequence[Clip]) -> FeatureSet:
         path = self.path_for(clips)
@@ -190,7 +209,10 @@ class FeatureCache:
         batch: list[tuple[int, np.ndarray]] = []
         batch_samples = 0
         limit = int(BATCH_SECONDS * self.sample_rate)
-        with ThreadPoolExecutor(self.num_workers) as pool:
+        # Extraction in one intra-op thread: the decode threads keep the cores busy, and OpenMP workers that
+        # wait at every op's barrier for a descheduled peer made the whole build 3.6x slower on 2 loaded
+        # cores, 1.14x on 2 idle ones (bench/bench_features.py --before --breakdown --profile).
+        with ThreadPoolExecutor(self.num_workers) as pool, torch_threads(1):
             for i, wave, reason in pool.map(decode, order):
                 bar.update(1)
                 if wave is None:

@@ -115,7 +115,8 @@ class SERDataModule(L.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        self.feature_cache().load_or_build(self.build_index().clips)
+        # Only build here: setup() loads (and validates) the entry, so a warm start reads it once.
+        self.feature_cache().ensure(self.build_index().clips)
 
     # -- split, statistics, datasets ------------------------------------------------------------------
 
