@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py                   # quick: ~5 minutes on 2 cores
     .venv/bin/python bench/run_all.py --full            # each script's own (longer) defaults
-    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training
+    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict
 
 Every figure is a ratio against a reference measured in the same run (see bench/README.md); the machine
 may be loaded, so the absolute seconds are for orientation only. Without the real corpora under
@@ -24,8 +24,14 @@ QUICK = {
     "features": ["--repeats", "2"],
     "lstm": ["--batches", "2", "--repeats", "3"],
     "training": ["--batches", "20", "--repeats", "3"],
+    "predict": ["--minutes", "5"],
 }
-SCRIPTS = {"features": "bench_features.py", "lstm": "bench_lstm_padding.py", "training": "bench_training.py"}
+SCRIPTS = {
+    "features": "bench_features.py",
+    "lstm": "bench_lstm_padding.py",
+    "training": "bench_training.py",
+    "predict": "bench_predict.py",
+}
 
 
 def main() -> int:
