@@ -95,15 +95,6 @@ def speechlike(seconds: float, sr: int = SR, seed: int = 0, channels: int = 1) -
     return np.stack([wave * (1 - 0.2 * c) for c in range(channels)], axis=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The tiny test model gains nothing from intra-op threads, and they stall on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.ckpt")
