@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 def to_plain(cfg: Any) -> Any:
     """A DictConfig/ListConfig as plain, resolved Python containers (safe to pickle into checkpoints)."""
-    if isinstance(cfg, (DictConfig,)) or OmegaConf.is_config(cfg):
+    if OmegaConf.is_config(cfg):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
 

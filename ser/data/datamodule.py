@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,11 @@ class SERDataModule(L.LightningDataModule):
     def make_extractor(self) -> torch.nn.Module:
         return instantiate(self.feature_config()["features"])
 
+    @functools.cached_property
+    def extractor(self) -> torch.nn.Module:
+        """One extractor instance for reading its settings (frame hop, output size)."""
+        return self.make_extractor()
+
     def feature_cache(self) -> FeatureCache:
         return FeatureCache(
             self.cache_dir / "features",
@@ -147,7 +153,7 @@ class SERDataModule(L.LightningDataModule):
                 [self.clips[i].label for i in idx],
                 [self.speaker_ids[self.clips[i].speaker] for i in idx],
             )
-        hop = int(getattr(self.make_extractor(), "hop_length", 160))
+        hop = int(getattr(self.extractor, "hop_length", 160))
         seconds = [float(fs.lengths[row[c.clip_id]]) * hop / self.sample_rate for c in self.clips]
         self.report = build_report(self.clips, index.excluded + fs.excluded, seconds, self.resolved_roots())
         log.info("\n%s", format_report(self.report))
@@ -165,7 +171,7 @@ class SERDataModule(L.LightningDataModule):
 
     @property
     def input_dim(self) -> int:
-        return int(self.make_extractor().out_dim)
+        return int(self.extractor.out_dim)
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension mean and std over the training frames only (no val/test leakage)."""
