@@ -58,7 +58,7 @@ def make_datamodule(data_root: str, cache_dir: str, features: str):
 
 def subset_root(data_root: Path, n: int, seed: int, where: Path) -> Path:
     """A data root of symlinks to a fixed random ``n`` clips (plus the corpora's small metadata files)."""
-    from ser.data.corpus import build_index
+    from ser.data.corpora import build_index
 
     clips = build_index(["crema_d", "savee"], {"crema_d": data_root / "crema-d", "savee": data_root / "savee"}).clips
     chosen = random.Random(seed).sample(clips, min(n, len(clips)))
@@ -191,7 +191,7 @@ def child_breakdown(args: argparse.Namespace) -> None:
     with ThreadPoolExecutor(workers) as pool:
         waves = list(pool.map(lambda c: load_audio(c.path, dm.sample_rate), order))
     decode_s = time.perf_counter() - start
-    extractor = dm.make_extractor().eval()
+    extractor = dm.extractor.eval()
     limit = int(BATCH_SECONDS * dm.sample_rate)
     batches, batch, n = [], [], 0
     for i, w in enumerate(waves):
@@ -270,7 +270,7 @@ def main() -> None:
         data_root = subset_root(data_root, args.subset, args.seed, cache / "subsets")
     args.data_root = str(data_root)
 
-    from ser.data.corpus import build_index
+    from ser.data.corpora import build_index
 
     index = build_index(["crema_d", "savee"], {"crema_d": data_root / "crema-d", "savee": data_root / "savee"})
     paths = [c.path for c in index.clips]
@@ -401,7 +401,7 @@ def summarize_profile(path: Path, rate: int, top: int = 12) -> None:
     waits = sum(omp.values()) / rate
     print(f"by innermost ser/ line ({waits:.2f} of {total / rate:.2f} thread-s with a libgomp leaf: OpenMP waits):")
     for name, n in lines.most_common(top):
-        where = name.rpartition("(")[2].rstrip(")")  # ser/features.py:186
+        where = name.rpartition("(")[2].rstrip(")")  # ser/features/spectral.py:172
         code = linecache.getline(str(ROOT / where.partition(":")[0]), int(where.partition(":")[2] or 0)).strip()
         share, wait = 100 * n / total, 100 * omp[name] / n
         print(f"  {n / rate:6.2f} s {share:5.1f}% (OpenMP wait {wait:3.0f}%) {where}: {code[:60]}")

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ser.inference import Predictor  # noqa: E402
+from ser.inference.predictor import Predictor  # noqa: E402
 
 
 def default_predictor(batch_size: int) -> Predictor:
@@ -99,7 +99,7 @@ def recording(pred: Predictor, minutes: float, audio: str | None) -> np.ndarray:
     if not audio:
         return speechlike(minutes * 60, sr, seed=2)
     from ser.data.audio import load_audio
-    from ser.inference import expand_inputs
+    from ser.inference.predictor import expand_inputs
 
     need, parts, have = round(minutes * 60 * sr), [], 0
     for path in expand_inputs([audio]):

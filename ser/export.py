@@ -34,7 +34,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from ser.inference import CheckpointError, Predictor
+from ser.inference.predictor import Predictor
+from ser.models.checkpoint import CheckpointError
+from ser.runtime import setup_logging
 
 log = logging.getLogger("ser.export")
 
@@ -230,8 +232,6 @@ def export(
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     """``python -m ser.export ckpt=best.ckpt format=onnx|torchscript [output=model.onnx]``."""
-    from ser.predict import setup_logging
-
     setup_logging("ser.export")
     if not cfg.get("ckpt"):
         print("ser.export: no checkpoint given: ckpt=PATH", file=sys.stderr)

@@ -17,7 +17,7 @@ from torchmetrics.classification import (
 )
 
 from ser.labels import CLASSES, NUM_CLASSES, NUM_EMOTIONS, NUM_GENDERS
-from ser.metric_names import SCALARS, TRIVIAL_BINARY_ACCURACY  # noqa: F401  (re-exported)
+from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY  # noqa: F401  (re-exported)
 
 
 class _Mapped(Metric):

@@ -1,4 +1,4 @@
-"""Figures people look at: confusion matrices (and, in ser.compare, metric comparisons)."""
+"""Figures people look at: confusion matrices (and, in ser.analysis.render, metric comparisons)."""
 
 from __future__ import annotations
 

@@ -1,27 +1,23 @@
 """Predict emotions in recordings with a trained checkpoint: files, folders, long and live audio.
 
-Two command shapes, one implementation (:func:`run`):
-
     python -m ser.predict ckpt=best.ckpt inputs=[clip.wav,recordings/] format=json
     python -m ser.predict ckpt=best.ckpt inputs=[interview.wav] window=3.0 hop=1.0 plot=timeline.png
+    python -m ser.predict ckpt=best.ckpt inputs=[interview.wav] window=3.0 hop=1.0 segments=true
     python -m ser.predict ckpt=best.ckpt mic=true
-    ser-predict --ckpt best.ckpt clip.wav recordings/ --format csv -o predictions.csv
+    ser-predict ckpt=best.ckpt inputs=[clip.wav,recordings/] format=csv output=predictions.csv
 
-Results go to stdout (or ``output``), messages to stderr. An input that cannot be classified
-(missing, not audio, empty, silent, too short) is named on stderr, the others are still processed,
-and the exit code is 1. A bad checkpoint or option exits with 2.
+``ser-predict`` is the same command installed as a script. Results go to stdout (or ``output``),
+messages to stderr. An input that cannot be classified (missing, not audio, empty, silent, too
+short, NaN or inf samples) is named on stderr (and under ``errors`` in JSON), the others are still
+processed, and the exit code is 1. A bad checkpoint or option exits with 2. The output formats and
+the JSON schema are described in :mod:`ser.inference.outputs`.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
 import logging
-import queue
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,15 +27,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ser.inference import CheckpointError, InputFailure, Prediction, Predictor, split_class
+from ser.inference.mic import MicrophoneUnavailable, microphone_blocks
+from ser.inference.outputs import FORMATS, LiveWriter, Row, make_header, plot_paths, plot_timeline, render
+from ser.inference.prediction import InputFailure, Prediction, merge_segments
+from ser.inference.predictor import Predictor
+from ser.models.checkpoint import CheckpointError
+from ser.runtime import setup_logging
 
 log = logging.getLogger("ser.predict")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-FORMATS = ("table", "json", "csv")
 MIC_WINDOW = 3.0  # seconds, when mic=true is given without a window
 LONG_INPUT_S = 60.0  # a recording this long gets a hint to use the sliding window
-MIC_BLOCK = 0.1  # seconds per microphone buffer: short enough that a window is reported promptly
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -58,6 +57,7 @@ class PredictOptions:
     output: str | None = None
     window: float | None = None
     hop: float = 1.0
+    segments: bool = False
     mic: bool = False
     mic_device: str | int | None = None
     duration: float | None = None
@@ -68,21 +68,19 @@ class PredictOptions:
 
     def check(self) -> None:
         if not self.ckpt:
-            raise UsageError(
-                "no checkpoint given: ckpt=PATH (or --ckpt PATH), e.g. outputs/train/<time>/checkpoints/best.ckpt"
-            )
+            raise UsageError("no checkpoint given: ckpt=PATH, e.g. outputs/train/<time>/checkpoints/best.ckpt")
         if self.format not in FORMATS:
             raise UsageError(f"format={self.format!r}: choose one of {', '.join(FORMATS)}")
         if self.mic and self.inputs:
             raise UsageError("give either inputs or mic=true, not both")
         if not self.mic and not self.inputs:
-            raise UsageError(
-                "nothing to classify: give inputs=[file.wav,folder/] (or files after the flags), or mic=true"
-            )
+            raise UsageError("nothing to classify: give inputs=[file.wav,folder/], or mic=true")
         if self.window is not None and self.window <= 0:
             raise UsageError(f"window={self.window}: must be a positive number of seconds")
         if self.hop is None or self.hop <= 0:
             raise UsageError(f"hop={self.hop}: must be a positive number of seconds")
+        if self.segments and self.window is None and not self.mic:
+            raise UsageError("segments merge the windows of a timeline: add window=SECONDS (or use mic=true)")
         if self.plot and self.window is None and not self.mic:
             raise UsageError("plot needs a timeline: add window=SECONDS (or use mic=true)")
         if self.batch_size < 1:
@@ -91,179 +89,6 @@ class PredictOptions:
             raise UsageError(f"threads={self.threads}: must be at least 1 (or null for torch's default)")
         if self.duration is not None and self.duration <= 0:
             raise UsageError(f"duration={self.duration}: must be positive seconds (or null for no limit)")
-
-
-# -- output formats -------------------------------------------------------------------------------
-
-
-def csv_header(classes: Sequence[str], timeline: bool) -> list[str]:
-    times = ["start", "end", "silent"] if timeline else []
-    return ["path", *times, "label", "gender", "emotion", *classes]
-
-
-def csv_row(p: Prediction, timeline: bool) -> list[Any]:
-    times = [f"{p.start:.3f}", f"{p.end:.3f}", int(p.silent)] if timeline else []
-    probs = [""] * len(p.classes) if p.probabilities is None else [f"{x:.6f}" for x in p.probabilities]
-    return [p.path, *times, p.label or "", p.gender or "", p.emotion or "", *probs]
-
-
-def format_csv(preds: Sequence[Prediction], classes: Sequence[str], timeline: bool) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(csv_header(classes, timeline))
-    writer.writerows(csv_row(p, timeline) for p in preds)
-    return buf.getvalue()
-
-
-def format_json(preds: Sequence[Prediction]) -> str:
-    return json.dumps([p.to_dict() for p in preds], indent=2) + "\n"
-
-
-def table_cells(p: Prediction, timeline: bool) -> list[str]:
-    times = [f"{p.start:.2f}", f"{p.end:.2f}"] if timeline else []
-    if p.silent:
-        return [p.path, *times, "(silent)", "", "", ""]
-    return [p.path, *times, p.label or "", f"{p.confidence:.3f}", p.gender or "", p.emotion or ""]
-
-
-def table_header(timeline: bool) -> list[str]:
-    return ["path", *(["start_s", "end_s"] if timeline else []), "label", "prob", "gender", "emotion"]
-
-
-def format_table(preds: Sequence[Prediction], timeline: bool) -> str:
-    rows = [table_header(timeline)] + [table_cells(p, timeline) for p in preds]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
-
-
-def render(preds: Sequence[Prediction], fmt: str, classes: Sequence[str], timeline: bool) -> str:
-    if fmt == "json":
-        return format_json(preds)
-    if fmt == "csv":
-        return format_csv(preds, classes, timeline)
-    return format_table(preds, timeline)
-
-
-class LiveWriter:
-    """Writes timeline rows as they arrive: fixed-width table rows, CSV rows, or JSON Lines."""
-
-    def __init__(self, out: TextIO, fmt: str, classes: Sequence[str]) -> None:
-        self.out, self.fmt, self.classes = out, fmt, classes
-        self.csv = csv.writer(out, lineterminator="\n")
-        if fmt == "csv":
-            self.csv.writerow(csv_header(classes, True))
-        elif fmt == "table":
-            self._table_row(table_header(True))
-        out.flush()
-
-    def _table_row(self, cells: list[str]) -> None:
-        widths = [8, 8, 8, 16, 6, 7, 8]
-        self.out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n")
-
-    def write(self, p: Prediction) -> None:
-        if self.fmt == "json":
-            self.out.write(json.dumps(p.to_dict()) + "\n")
-        elif self.fmt == "csv":
-            self.csv.writerow(csv_row(p, True))
-        else:
-            self._table_row(table_cells(p, True))
-        self.out.flush()
-
-
-def plot_timeline(preds: Sequence[Prediction], path: str | Path, title: str = "") -> Path:
-    """Emotion probabilities (both genders summed) and P(female) over time, one point per window."""
-    from ser.plots import plt, save_figure
-
-    classes = preds[0].classes if preds else ()
-    emotions = list(dict.fromkeys(split_class(c)[1] for c in classes))
-    centres = np.array([(p.start + p.end) / 2 for p in preds if p.start is not None and p.end is not None])
-    probs = np.array(
-        [np.full(len(classes), np.nan) if p.probabilities is None else p.probabilities for p in preds]
-    ).reshape(len(preds), len(classes))
-    fig, (ax, ax_g) = plt.subplots(2, 1, sharex=True, figsize=(10, 5.5), height_ratios=[3, 1])
-    curves = {e: probs[:, [i for i, c in enumerate(classes) if split_class(c)[1] == e]].sum(1) for e in emotions}
-    for emotion, curve in curves.items():
-        ax.plot(centres, curve, marker=".", label=emotion)
-    ax.set_ylabel("P(emotion)")
-    # A fixed 0..1 scale keeps files comparable (sigmoid sums of the binary model may pass 1).
-    top = max((float(np.nanmax(c, initial=0.0)) for c in curves.values()), default=1.0)
-    ax.set_ylim(0, max(1.0, top))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title or "emotion over time")
-    ax.grid(alpha=0.3)
-    female = [i for i, c in enumerate(classes) if split_class(c)[0] == "female"]
-    ax_g.plot(centres, probs[:, female].sum(1), color="tab:purple", marker=".")
-    ax_g.set_ylabel("P(female)")
-    ax_g.set_ylim(0, 1)
-    ax_g.set_xlabel("time (s, window centre)")
-    ax_g.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_paths(plot: str, inputs: Sequence[str]) -> list[Path]:
-    """One PNG per timeline: ``plot`` itself for one input, ``<stem>-<input stem>.png`` for several."""
-    base = Path(plot)
-    if len(inputs) == 1:
-        return [base]
-    out: list[Path] = []
-    for path in inputs:
-        candidate = base.with_name(f"{base.stem}-{Path(path).stem}{base.suffix or '.png'}")
-        n = 2
-        while candidate in out:
-            candidate = base.with_name(f"{base.stem}-{Path(path).stem}-{n}{base.suffix or '.png'}")
-            n += 1
-        out.append(candidate)
-    return out
-
-
-# -- microphone -------------------------------------------------------------------------------------
-
-
-def microphone_blocks(
-    device: str | int | None = None, duration: float | None = None, sample_rate: int | None = None
-) -> tuple[Iterator[np.ndarray], int]:
-    """Mono float32 microphone buffers and their sample rate (the device's default unless given)."""
-    try:
-        import sounddevice as sd
-    except (ImportError, OSError) as exc:  # OSError: the package is there but PortAudio is not
-        raise UsageError(
-            f"mic=true needs the optional sounddevice package and the PortAudio library ({exc}); "
-            "install them with: pip install 'ser[live]'"
-        ) from exc
-    if sample_rate is None:
-        sample_rate = int(sd.query_devices(device, "input")["default_samplerate"])
-    rate = int(sample_rate)
-    blocks: queue.Queue[np.ndarray] = queue.Queue()
-
-    def callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
-        if status:
-            log.warning("microphone: %s", status)
-        blocks.put(indata.copy())
-
-    def generate() -> Iterator[np.ndarray]:
-        limit = None if duration is None else round(duration * rate)
-        seen = 0
-        with sd.InputStream(
-            samplerate=rate,
-            channels=1,
-            dtype="float32",
-            blocksize=round(MIC_BLOCK * rate),
-            device=device,
-            callback=callback,
-        ):
-            try:
-                while limit is None or seen < limit:
-                    block = blocks.get()
-                    if limit is not None:
-                        block = block[: limit - seen]
-                    seen += len(block)
-                    yield block
-            except KeyboardInterrupt:
-                # Ctrl-C ends the stream like the end of a file: the windows still open are reported.
-                log.info("stopped; finishing the last window")
-
-    return generate(), rate
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -287,6 +112,8 @@ def _emit(text: str, output: str | None, stdout: TextIO) -> None:
 def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int:
     """One prediction per file, or a timeline per file when ``opts.window`` is set."""
     timeline = opts.window is not None
+    mode = ("segments" if opts.segments else "timeline") if timeline else "files"
+    header = make_header(opts.ckpt or "", predictor.classes, predictor.sample_rate, mode, opts.window, opts.hop)
     preds: list[Prediction] = []
     failures: list[InputFailure] = []
     timelines: list[tuple[str, list[Prediction]]] = []
@@ -306,14 +133,18 @@ def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int
                     result.path,
                     result.duration,
                 )
+            if isinstance(result, Prediction) and not result.finite:
+                # Only a broken network gets here (inputs with NaN/inf samples fail to decode).
+                result = InputFailure(result.path, "the network gave non-finite (NaN or inf) probabilities")
             (failures if isinstance(result, InputFailure) else preds).append(result)  # type: ignore[arg-type]
     for failure in failures:
         _error(f"error: {failure}")
-    if preds or opts.format != "table":
-        _emit(render(preds, opts.format, predictor.classes, timeline), opts.output, stdout)
+    rows: list[Row] = list(merge_segments(preds)) if mode == "segments" else list(preds)
+    if rows or opts.format != "table":
+        _emit(render(rows, opts.format, header, failures), opts.output, stdout)
     if opts.plot and timelines:
-        for (path, rows), png in zip(timelines, plot_paths(opts.plot, [p for p, _ in timelines]), strict=True):
-            _error(f"timeline plot: {plot_timeline(rows, png, title=Path(path).name)}")
+        for (path, windows), png in zip(timelines, plot_paths(opts.plot, [p for p, _ in timelines]), strict=True):
+            _error(f"timeline plot: {plot_timeline(windows, png, title=Path(path).name)}")
     if failures:
         total = len(failures) + (len(timelines) if timeline else len(preds))
         _error(f"{len(failures)} of {total} inputs gave no prediction (see the errors above)")
@@ -331,15 +162,28 @@ def run_stream(
 ) -> int:
     """Live timeline of a block stream (the microphone, or any iterator of audio buffers)."""
     window = opts.window if opts.window is not None else MIC_WINDOW
+    mode = "segments" if opts.segments else "timeline"
+    header = make_header(opts.ckpt or "", predictor.classes, predictor.sample_rate, mode, window, opts.hop)
     out: TextIO = stdout if opts.output is None else open(opts.output, "w")  # noqa: SIM115
     rows: list[Prediction] = []
     try:
-        writer = LiveWriter(out, opts.format, predictor.classes)
-        try:
+        writer = LiveWriter(out, opts.format, header)
+
+        def windows() -> Iterator[Prediction]:
             for p in predictor.stream(blocks, window, opts.hop, sample_rate=sample_rate, path=name):
                 rows.append(p)
-                writer.write(p)
+                yield p
+
+        live: Iterator[Row] = merge_segments(windows()) if opts.segments else windows()
+        written = 0
+        try:
+            for row in live:
+                writer.write(row)
+                written += 1
         except KeyboardInterrupt:
+            if opts.segments:  # the open segment ends where the input stopped
+                for row in list(merge_segments(rows))[written:]:
+                    writer.write(row)
             _error("stopped")
     finally:
         if out is not stdout:
@@ -362,7 +206,7 @@ def run(opts: PredictOptions, stdout: TextIO | None = None) -> int:
             _error(f"listening on the microphone at {rate} Hz; Ctrl-C stops")
             return run_stream(predictor, opts, blocks, rate, stdout)
         return run_files(predictor, opts, stdout)
-    except (UsageError, CheckpointError) as exc:
+    except (UsageError, CheckpointError, MicrophoneUnavailable) as exc:
         _error(str(exc))
         return EXIT_USAGE
     except ValueError as exc:  # e.g. a window shorter than one feature frame
@@ -386,74 +230,16 @@ def options_from_config(cfg: DictConfig) -> PredictOptions:
     return PredictOptions(**plain)
 
 
-def setup_logging(prefix: str = "ser.predict") -> None:
-    """Messages of the ``ser`` loggers to stderr; other libraries' loggers are left alone."""
-    logger = logging.getLogger("ser")
-    logger.setLevel(logging.INFO)
-    if not any(getattr(h, "_ser_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
-        handler._ser_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     """``python -m ser.predict ckpt=... inputs=[...] [format=json] [window=3 hop=1] [mic=true]``."""
-    setup_logging()
+    setup_logging("ser.predict")
     try:
         opts = options_from_config(cfg)
     except UsageError as exc:
         _error(str(exc))
         sys.exit(EXIT_USAGE)
     sys.exit(run(opts))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ser-predict",
-        description="Predict the gender x emotion class of recordings with a ser.train checkpoint.",
-        epilog="Exit codes: 0 all inputs classified, 1 some inputs gave no prediction, 2 bad checkpoint or options.",
-    )
-    p.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
-    p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by ser.train")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("-o", "--output", help="write results to this file instead of stdout")
-    p.add_argument("--window", type=float, help="seconds per window: a timeline per input")
-    p.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default: 1.0)")
-    p.add_argument("--mic", action="store_true", help="classify live microphone input (needs ser[live])")
-    p.add_argument("--mic-device", help="sounddevice input device (index or name)")
-    p.add_argument("--duration", type=float, help="seconds of microphone input (default: until Ctrl-C)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or auto (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=64, help="clips or windows per forward pass")
-    p.add_argument("--plot", help="PNG of emotion probabilities over time (with --window or --mic)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    return p
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``ser-predict --ckpt best.ckpt clip.wav folder/ [--format json] [--window 3 --hop 1]``."""
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    mic_device: str | int | None = args.mic_device
-    if isinstance(mic_device, str) and mic_device.isdigit():
-        mic_device = int(mic_device)
-    opts = PredictOptions(
-        ckpt=args.ckpt,
-        inputs=list(args.inputs),
-        format=args.format,
-        output=args.output,
-        window=args.window,
-        hop=args.hop,
-        mic=args.mic,
-        mic_device=mic_device,
-        duration=args.duration,
-        device=args.device,
-        batch_size=args.batch_size,
-        plot=args.plot,
-        threads=args.threads,
-    )
-    return run(opts)
 
 
 if __name__ == "__main__":

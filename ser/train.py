@@ -26,14 +26,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 from sklearn.metrics import classification_report
 
+from ser.config import hparams_of, instantiate_group, to_plain
+from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
 from ser.data.report import format_report
-from ser.data.sources import DataError
 from ser.labels import CLASSES
-from ser.metric_names import SCALARS, TRIVIAL_BINARY_ACCURACY
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
-from ser.runutils import configure_threads, hparams_of, instantiate_group, seed_everything, to_plain, write_json
+from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY, failure_record, run_record, write_record
+from ser.runtime import configure_threads, seed_everything
 
 log = logging.getLogger("ser.train")
 
@@ -44,10 +45,17 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def build_datamodule(cfg: DictConfig) -> SERDataModule:
-    return instantiate(cfg.data, features=cfg.features, _recursive_=False)
+    """The DataModule of the data, split and features groups; the feature extractor is built here, once."""
+    return SERDataModule.from_config(cfg.data, cfg.split, cfg.features)
 
 
-def build_module(cfg: DictConfig, input_dim: int) -> SERModule:
+def build_module(
+    cfg: DictConfig,
+    input_dim: int,
+    feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    class_counts: torch.Tensor | None = None,
+) -> SERModule:
+    """The LightningModule, handed what it needs from the data: feature statistics and class counts."""
     return SERModule(
         model=to_plain(cfg.model),
         loss=to_plain(cfg.loss),
@@ -58,6 +66,10 @@ def build_module(cfg: DictConfig, input_dim: int) -> SERModule:
         sample_rate=int(cfg.data.sample_rate),
         classes=list(CLASSES),
         monitor=str(cfg.optimized_metric),
+        normalization=str(cfg.data.get("normalization", "global")),
+        augment=to_plain(cfg.get("augment")) or None,
+        feature_stats=feature_stats,
+        class_counts=class_counts,
     )
 
 
@@ -83,7 +95,6 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = build_datamodule(cfg)
     datamodule.build_index()  # a missing or wrong corpus fails here, before any work
-    module = build_module(cfg, datamodule.input_dim)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses a learning-rate monitor without a logger
@@ -92,6 +103,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule.prepare_data()
     datamodule.setup("fit")
+    module = build_module(cfg, datamodule.input_dim, datamodule.feature_stats(), datamodule.class_counts())
     for lg in loggers:
         if isinstance(lg, TensorBoardLogger) and trainer.is_global_zero:
             lg.experiment.add_text("data_report", "```\n" + format_report(datamodule.report) + "\n```")
@@ -120,31 +132,26 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def collect_metrics(cfg, module, datamodule, trainer, best_path, wall) -> dict[str, Any]:
+    """The run record: the loss and the split are named by the objects that ran, not by the config."""
     epoch_times = module.epoch_times
-    results = dict(module.test_results)
-    metrics: dict[str, Any] = {k: results.get(k) for k in SCALARS}
-    metrics["per_class_recall"] = results.get("per_class_recall", {})
-    metrics["trivial_binary_accuracy"] = TRIVIAL_BINARY_ACCURACY
-    metrics["best_val"] = {k: module.best_val.get(k) for k in (*SCALARS, "epoch")} if module.best_val else {}
-    metrics.update(
-        status="ok",
-        loss=type(module.loss_fn).__name__.replace("Loss", "").lower(),
+    return run_record(
+        test=module.test_results,
+        best_val=module.best_val,
+        loss=module.loss_fn.name,
         seed=cfg.get("seed"),
-        split=str(cfg.data.split),
-        fold=int(cfg.data.fold) if cfg.data.split == "kfold" else None,
+        split=datamodule.split.strategy,
+        fold=datamodule.split.fold,
         data=datamodule.summary(),
         epochs=trainer.current_epoch,
         epoch_time_s=float(np.median(epoch_times)) if epoch_times else None,
-        wall_time_s=round(wall, 2),
+        wall_time_s=wall,
         best_checkpoint=best_path,
-        confusion=results.get("confusion"),
     )
-    return metrics
 
 
 def write_artifacts(out_dir: Path, metrics: dict[str, Any], module: SERModule) -> None:
     """metrics.json, confusion_matrix.png and classification_report.txt of the test set."""
-    write_json(out_dir / "metrics.json", metrics)
+    write_record(out_dir, metrics)
     confusion = metrics.get("confusion")
     if not confusion:
         return
@@ -186,14 +193,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"\nser.train: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        write_json(
-            out_dir / "metrics.json",
-            {
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "overrides": list(HydraConfig.get().overrides.task),
-            },
-        )
+        write_record(out_dir, failure_record(exc, HydraConfig.get().overrides.task))
         raise
     name = str(cfg.get("optimized_metric") or "")
     if name.startswith("val/"):

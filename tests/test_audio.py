@@ -13,7 +13,7 @@ from audio_fixtures import make_crema_tree, tone, write_wav
 
 from ser.data.audio import AudioError, is_silent, load_audio
 from ser.data.cache import FeatureCache
-from ser.data.corpus import build_index
+from ser.data.corpora import build_index
 from ser.features import LogMel
 
 

@@ -18,7 +18,8 @@ from audio_fixtures import CountingExtractor, make_crema_tree, make_savee_tree, 
 from ser.data import cache as cache_mod
 from ser.data.audio import load_audio
 from ser.data.cache import FeatureCache, FeatureSet, cache_key, file_identity
-from ser.data.corpus import Clip, build_index
+from ser.data.corpora import build_index
+from ser.data.corpus import Clip
 from ser.features import LogMel
 
 

@@ -14,7 +14,7 @@ import yaml
 from scipy import stats
 
 from ser import compare as C
-from ser.metrics import SCALARS, TRIVIAL_BINARY_ACCURACY
+from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY
 
 SEEDS = range(5)
 # Categorical clearly better on UAR; binary higher on binary_accuracy (the original work's metric).
@@ -22,7 +22,7 @@ CAT_UAR = np.array([0.52, 0.55, 0.50, 0.53, 0.56])
 BIN_UAR = np.array([0.45, 0.49, 0.46, 0.44, 0.50])
 CAT_BIN_ACC = np.array([0.930, 0.932, 0.929, 0.931, 0.933])
 BIN_BIN_ACC = np.array([0.940, 0.941, 0.939, 0.942, 0.938])
-TARGETS = {"categorical": "ser.losses.CategoricalLoss", "binary": "ser.losses.BinaryLoss"}
+TARGETS = {"categorical": "ser.models.losses.CategoricalLoss", "binary": "ser.models.losses.BinaryLoss"}
 
 
 def _metrics(
@@ -328,3 +328,57 @@ def test_significance_wording() -> None:
     unclear = C.verdict(C.analyze(_memory_jobs(cat, cat + noise)))
     assert "is not significant at 0.05" in unclear and "cannot tell the two apart" in unclear
     assert "is better**" not in unclear and "loss scores higher than the" in unclear
+
+
+def test_generic_analysis_by_architecture() -> None:
+    """The analysis knows no loss: any parameter can be the contrast, named in the verdict, with its baseline first."""
+    from ser.analysis import words
+    from ser.analysis.stats import Contrast, analyze
+
+    lstm, crnn = np.array([0.50, 0.52, 0.49, 0.53]), np.array([0.55, 0.56, 0.54, 0.58])
+    jobs = []
+    for model, values in (("crnn", crnn), ("lstm", lstm)):
+        for loss in ("categorical", "binary"):
+            for seed, uar in enumerate(values):
+                params = {"model": model, "loss": loss, "seed": seed}
+                metrics = _metrics(uar - (0.03 if loss == "binary" else 0), 0.93, loss, seed)
+                jobs.append(C.Job(str(len(jobs)), "ok", None, params=params, metrics=metrics))
+    comp = analyze(jobs, contrast=Contrast("model", baseline="lstm", noun="architecture"))
+    assert comp.contrast == "model" and comp.levels == ["lstm", "crnn"] and comp.varied[0] == "model"
+    assert comp.match_keys == ["loss", "seed"]
+    (pooled,) = comp.paired_result("uar")
+    assert (pooled.a, pooled.b, pooled.n) == ("lstm", "crnn", 8)
+    assert pooled.diff.mean == pytest.approx((crnn - lstm).mean())
+    for stratum in ("loss=categorical", "loss=binary"):  # the answer per loss, too
+        (r,) = comp.paired_result("uar", stratum)
+        assert r.n == 4 and r.diff.mean == pytest.approx((crnn - lstm).mean())
+    text = words.verdict(comp)
+    assert "**the crnn architecture is better** than the lstm architecture" in text
+    assert "binary_accuracy" not in text and "11/12" not in text
+
+
+def test_kfold_with_the_split_group(tmp_path: Path) -> None:
+    """split=kfold split.fold=N (split its own config group): folds are repetitions, paired over."""
+    uars = {"categorical": np.array([0.50, 0.54, 0.48]), "binary": np.array([0.44, 0.47, 0.45])}
+    num = 0
+    for loss, values in uars.items():
+        for fold, uar in enumerate(values):
+            job = write_job(
+                tmp_path,
+                num,
+                [f"loss={loss}", "split=kfold", f"split.fold={fold}"],
+                loss,
+                # A job that left no record: its fold comes from the override, its split from the config.
+                None if (loss, fold) == ("binary", 2) else _metrics(uar, 0.93, loss, 0, split="kfold", fold=fold),
+            )
+            config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+            config["split"] = {"strategy": "kfold", "fold": fold}
+            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+            num += 1
+    jobs = C.load_sweep(tmp_path)
+    assert (jobs[5].status, jobs[5].split, jobs[5].fold) == ("missing", "kfold", 2)
+    comp = C.analyze(jobs)
+    assert comp.match_keys == ["split.fold"] and [g.label for g in comp.groups] == ["loss=categorical", "loss=binary"]
+    (r,) = comp.paired_result("uar")
+    assert (r.n, r.unpaired) == (2, 1)
+    assert [row[0] for row in comp.kfold[0].rows] == [0, 1, 2] and "2 paired folds" in C.verdict(comp)

@@ -17,9 +17,8 @@ from audio_fixtures import (
 )
 
 from ser import labels
-from ser.data import crema_d
-from ser.data.corpus import build_index
-from ser.data.sources import DataError
+from ser.data.corpora import build_index, crema_d
+from ser.data.corpus import DataError
 
 CREMA_KAGGLE = "https://www.kaggle.com/datasets/ejlok1/cremad"
 SAVEE_KAGGLE = "https://www.kaggle.com/datasets/ejlok1/surrey-audiovisual-expressed-emotion-savee"

@@ -12,14 +12,18 @@ import pytest
 import soundfile as sf
 import torch
 from audio_fixtures import make_crema_tree, make_savee_tree, write_wav
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch.utils.data import BatchSampler, RandomSampler
 
 from ser import labels
-from ser.data import demo as demo_mod
 from ser.data.audio import AudioError
-from ser.data.cache import FeatureCache
+from ser.data.cache import CacheSettings, FeatureCache
+from ser.data.corpora import CorpusSet
+from ser.data.corpora import demo as demo_mod
+from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
-from ser.data.sources import DataError
+from ser.data.splits import SplitSpec
 
 FEATURES = {"_target_": "ser.features.LogMel", "sample_rate": 16000, "n_mels": 16}
 SILENT = "1002_MTI_SAD_XX.wav"
@@ -38,9 +42,24 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"crema_d": str(root / "crema-d"), "savee": str(root / "savee")}
 
 
+def _make(
+    roots: dict[str, str],
+    cache_dir: Path,
+    corpora: tuple[str, ...] = ("crema_d", "savee"),
+    on_error: str = "raise",
+    **kwargs,
+) -> SERDataModule:
+    return SERDataModule(
+        CorpusSet(names=tuple(corpora), roots=roots),
+        instantiate(FEATURES),
+        cache=CacheSettings(dir=str(cache_dir), features=FEATURES, on_error=on_error),
+        **kwargs,
+    )
+
+
 def _dm(tree: dict[str, str], cache_dir: Path, **kwargs) -> SERDataModule:
     kwargs.setdefault("batch_size", 8)
-    return SERDataModule(features=FEATURES, roots=tree, cache_dir=str(cache_dir), progress=False, **kwargs)
+    return _make(tree, cache_dir, progress=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -208,13 +227,13 @@ def test_kfold_and_random_through_the_datamodule(
     for fold in range(3):
         # val_fraction 0.4: validation speakers are drawn per (corpus, gender) stratum, and with only 2
         # non-test speakers in a stratum the default 0.15 rounds to none, so fold 0 would have no val part.
-        module = _dm(tree, tmp_path, split="kfold", num_folds=3, fold=fold, split_seed=4, val_fraction=0.4)
+        module = _dm(tree, tmp_path, split=SplitSpec("kfold", seed=4, val_fraction=0.4, num_folds=3, fold=fold))
         module.setup()
         assert module.summary()["fold"] == fold
         folds.append({module.clips[i].speaker for i in module.split.test})
     assert sum(len(f) for f in folds) == len(set().union(*folds)) == 10
     with caplog.at_level(logging.WARNING, logger="ser.data.splits"):
-        rnd = _dm(tree, tmp_path, split="random")
+        rnd = _dm(tree, tmp_path, split=SplitSpec("random"))
         rnd.setup()
     assert "speaker-DEPENDENT" in caplog.text
     assert rnd.summary()["speaker_independent"] is False
@@ -223,7 +242,7 @@ def test_kfold_and_random_through_the_datamodule(
 def test_split_seed_reaches_the_split(tree: dict[str, str], tmp_path: Path) -> None:
     tests = []
     for seed in (0, 1, 0):
-        module = _dm(tree, tmp_path, split_seed=seed)
+        module = _dm(tree, tmp_path, split=SplitSpec(seed=seed))
         module.setup()
         tests.append(sorted({module.clips[i].speaker for i in module.split.test}))
     assert tests[0] == tests[2] and tests[0] != tests[1]
@@ -233,17 +252,10 @@ def test_unreadable_file_raise_or_skip(tmp_path: Path) -> None:
     root = tmp_path / "crema-d"
     make_crema_tree(root, actors=["1001", "1005", "1011", "1002", "1003", "1004"], sentences=["DFA"])
     (root / "AudioWAV" / "1003_IEO_HAP_XX.wav").write_bytes(b"RIFF....WAVEfmt broken")
-    strict = SERDataModule(FEATURES, corpora=["crema_d"], roots={"crema_d": str(root)}, cache_dir=str(tmp_path))
+    strict = _make({"crema_d": str(root)}, tmp_path, corpora=("crema_d",))
     with pytest.raises(AudioError, match="1003_IEO_HAP_XX"):
         strict.prepare_data()
-    lenient = SERDataModule(
-        FEATURES,
-        corpora=["crema_d"],
-        roots={"crema_d": str(root)},
-        cache_dir=str(tmp_path),
-        on_error="skip",
-        progress=False,
-    )
+    lenient = _make({"crema_d": str(root)}, tmp_path, corpora=("crema_d",), on_error="skip", progress=False)
     lenient.setup()
     assert len(lenient.clips) == 36
     (excluded,) = lenient.report["excluded"]
@@ -251,11 +263,8 @@ def test_unreadable_file_raise_or_skip(tmp_path: Path) -> None:
 
 
 def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
-    module = SERDataModule(
-        FEATURES,
-        roots={"crema_d": str(tmp_path / "none"), "savee": str(tmp_path / "none")},
-        cache_dir=str(tmp_path / "cache"),
-        progress=False,
+    module = _make(
+        {"crema_d": str(tmp_path / "none"), "savee": str(tmp_path / "none")}, tmp_path / "cache", progress=False
     )
     with pytest.raises(DataError) as err:
         module.prepare_data()
@@ -263,7 +272,7 @@ def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
     assert "kaggle.com/datasets/ejlok1/cremad" in str(err.value)
     assert not (tmp_path / "cache").exists()
     with pytest.raises(DataError, match="unknown corpus 'ravdess'"):
-        SERDataModule(FEATURES, corpora=["ravdess"], cache_dir=str(tmp_path / "cache")).prepare_data()
+        _make({}, tmp_path / "cache", corpora=("ravdess",)).prepare_data()
 
 
 SMALL_DEMO = demo_mod.DemoSpec(
@@ -278,14 +287,37 @@ SMALL_DEMO = demo_mod.DemoSpec(
 def test_demo_corpus_through_the_real_loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = demo_mod.ensure_demo_corpus
     monkeypatch.setattr(demo_mod, "ensure_demo_corpus", lambda root, progress=True: real(root, SMALL_DEMO, progress))
-    module = SERDataModule(FEATURES, demo=True, cache_dir=str(tmp_path), progress=False, batch_size=16)
+    module = _make({"demo": str(tmp_path / "demo")}, tmp_path, corpora=("demo",), progress=False, batch_size=16)
     module.prepare_data()
     module.setup()
-    roots = module.resolved_roots()
-    assert Path(roots["crema_d"]).parent.parent == tmp_path / "demo"
+    roots = module.report["roots"]  # the folders the CREMA-D and SAVEE loaders read inside the demo corpus
+    assert Path(roots["crema_d"]).parent.parent == Path(roots["savee"]).parent.parent == tmp_path / "demo"
+    assert {c.corpus for c in module.clips} == {"crema_d", "savee"}  # same strata (and split) as the real corpora
     assert Counter(c.corpus for c in module.clips) == {"crema_d": 6 * 6, "savee": 2 * 6}
     reasons = Counter(e["reason"].split(":")[0] for e in module.report["excluded"])
     assert reasons == {"silent": 1, "no class": 2}  # the demo's all-zero 1076 clip and its su clips
     assert module.summary()["corpora"] == ["demo"]
     batch = next(iter(module.train_dataloader()))
     assert batch.features.shape[-1] == 16 and batch.labels.max() < 12
+
+
+def test_from_config_builds_one_extractor_and_reads_every_group(train_config) -> None:
+    from ser.train import build_datamodule
+
+    cfg = train_config("split=kfold", "split.fold=2", "seed=3", "data.batch_size=5")
+    module = build_datamodule(cfg)
+    assert module.corpora.names == ("demo",) and module.batch_size == 5
+    assert module.split_spec == SplitSpec("kfold", seed=3, num_folds=5, fold=2)
+    assert module.sample_rate == module.extractor.sample_rate == cfg.data.sample_rate == 16000
+    assert module.input_dim == module.extractor.out_dim
+    # The cache key's config is what it was before the extractor was handed in: existing caches stay valid.
+    features = OmegaConf.to_container(cfg.features, resolve=True)
+    assert module.feature_config() == {"sample_rate": 16000, "features": features} and features["sample_rate"] == 16000
+    assert module.feature_cache().make_extractor() is module.extractor
+    assert module.resolved_roots() == {"demo": f"{cfg.paths.cache_dir}/demo"}
+
+
+def test_class_counts_are_training_clips_per_class(dm: SERDataModule) -> None:
+    counts = dm.class_counts()
+    assert counts.shape == (labels.NUM_CLASSES,) and int(counts.sum()) == len(dm.datasets["train"])
+    assert counts.tolist() == [dm.datasets["train"].labels.count(k) for k in range(labels.NUM_CLASSES)]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser.data.demo import (
+from ser.data.corpora.demo import (
     COMPLETE_MARKER,
     DEMO_VERSION,
     DemoSpec,

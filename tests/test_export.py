@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_predict import build_checkpoint, speechlike  # the shared tiny checkpoint and synthetic audio
+from checkpoint_fixtures import build_checkpoint, speechlike
 
 from ser.export import ExportedModel, default_output, export
-from ser.inference import CheckpointError, Predictor
+from ser.inference.predictor import Predictor
 from ser.labels import CLASSES
+from ser.models.checkpoint import CheckpointError
 
 TOL = 1e-5
 
@@ -71,3 +75,21 @@ def test_default_output_and_bad_input(ckpt: Path, tmp_path: Path) -> None:
     bad.write_bytes(b"RIFF....WAVEfmt ")
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         export(bad, "torchscript")
+
+
+def test_help_is_about_export() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser.export", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert text.startswith("ser.export: write the network")
+    assert "python -m ser.export ckpt=" in text and "format=torchscript" in text
+    for group in ("optimizer:", "scheduler:", "trainer:", "Configuration groups"):
+        assert group not in text  # train's config groups do not apply here
+    for key in ("ckpt", "format", "output", "opset", "check", "tolerance"):
+        assert f"\n  {key} " in text, key

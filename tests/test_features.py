@@ -257,3 +257,33 @@ def test_cuda_matches_cpu(make) -> None:
     assert gpu_len.cpu().tolist() == cpu_len.tolist()
     # cuFFT and the CPU FFT round differently; same bound as against librosa.
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=MFCC_TOL["chirp_in_noise"])
+
+
+def test_extractors_declare_the_contract() -> None:
+    from ser.features import FeatureExtractor, spectral
+
+    # Configs and checkpoints name ser.features.LogMel / MFCC: the re-exports are the classes themselves.
+    assert LogMel is spectral.LogMel and MFCC is spectral.MFCC
+    for m in (LogMel(), MFCC(deltas=1)):
+        assert isinstance(m, FeatureExtractor)
+        assert (m.sample_rate, m.hop_length, m.min_samples) == (16000, 160, 257)
+    with pytest.raises(TypeError, match="abstract"):
+        FeatureExtractor(16000, 160)  # type: ignore[abstract]
+
+
+def test_feature_targets_pass_the_checkpoint_allow_list() -> None:
+    """Every conf/features option, and the names older checkpoints saved, load through the allow-list."""
+    from pathlib import Path
+
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from ser.features import FeatureExtractor
+    from ser.models.checkpoint import TRUSTED_TARGET_PREFIX
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "features"
+    targets = {str(OmegaConf.load(p)["_target_"]) for p in conf.glob("*.yaml")}
+    assert {"ser.features.LogMel", "ser.features.MFCC", "ser.features.egemaps.EGeMAPS"} <= targets
+    for target in targets:
+        assert target.startswith(TRUSTED_TARGET_PREFIX)
+        assert issubclass(get_class(target), FeatureExtractor)

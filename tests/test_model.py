@@ -6,21 +6,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ser.losses import BinaryLoss, CategoricalLoss
 from ser.metrics import TRIVIAL_BINARY_ACCURACY, StageMetrics
-from ser.models.lstm import LSTMClassifier, reverse_within_length
+from ser.models.components import reverse_within_length
+from ser.models.crnn import CRNN
+from ser.models.losses import BinaryLoss, CategoricalLoss
+from ser.models.lstm import LSTMClassifier
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
-@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, False), (1, True), (2, True)])
-def test_padding_never_changes_a_clips_output(pooling, layers, bidirectional):
-    torch.manual_seed(0)
-    net = LSTMClassifier(
-        8, hidden_size=16, dense_size=8, num_layers=layers, bidirectional=bidirectional, pooling=pooling
-    ).eval()
-    lengths = torch.tensor([30, 17, 5])
+def _padded_vs_alone(net: torch.nn.Module, lengths: torch.Tensor) -> None:
+    torch.manual_seed(1)
     clips = [torch.randn(n, 8) for n in lengths.tolist()]
-    batch = torch.full((3, 40, 8), 123.0)  # garbage, not zeros, past each clip's end
+    batch = torch.full((len(clips), 40, 8), 123.0)  # garbage, not zeros, past each clip's end
     for i, c in enumerate(clips):
         batch[i, : len(c)] = c
     batched = net(batch, lengths)
@@ -28,12 +24,76 @@ def test_padding_never_changes_a_clips_output(pooling, layers, bidirectional):
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["last", "mean", "attention"])
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, False), (1, True), (2, True)])
+def test_padding_never_changes_a_clips_output(pooling, layers, bidirectional):
+    torch.manual_seed(0)
+    net = LSTMClassifier(
+        8, hidden_size=16, dense_size=8, num_layers=layers, bidirectional=bidirectional, pooling=pooling
+    ).eval()
+    _padded_vs_alone(net, torch.tensor([30, 17, 5]))
+
+
+@pytest.mark.parametrize("strides", [[2, 2], [1], [3, 2]])
+@pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
+def test_crnn_padding_never_changes_a_clips_output(strides, pooling):
+    torch.manual_seed(0)
+    net = CRNN(8, channels=12, kernel_size=5, strides=strides, hidden_size=10, dense_size=8, pooling=pooling).eval()
+    # Lengths that do and do not divide by the strides, and one shorter than the kernel.
+    _padded_vs_alone(net, torch.tensor([33, 17, 8, 3]))
+
+
+def test_crnn_shortens_frames_by_its_strides_and_trains():
+    torch.manual_seed(0)
+    net = CRNN(8, channels=12, strides=[2, 2], hidden_size=10, dense_size=8, dropout=0.0, conv_dropout=0.0)
+    assert net.out_lengths(torch.tensor([100, 7, 1])).tolist() == [25, 2, 1]
+    x, lengths, y = torch.randn(6, 40, 8), torch.tensor([40, 35, 30, 20, 10, 5]), torch.arange(6)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = F.cross_entropy(net(x, lengths), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 4  # it can fit six clips: gradients reach every layer
+    with pytest.raises(ValueError, match="model.kernel_size"):
+        CRNN(8, kernel_size=4)
+
+
+def test_attention_pooling_ignores_padding_and_weights_sum_to_one():
+    from ser.models.components import Pooling
+
+    pool = Pooling("attention", 4)
+    x = torch.randn(2, 6, 4)
+    lengths = torch.tensor([6, 2])
+    mask = (torch.arange(6)[None] < lengths[:, None])[..., None]
+    out = pool(x * mask, lengths, mask)
+    x2 = x.clone()
+    x2[1, 2:] = 1e3  # garbage past the end of clip 1 (masked by the caller, as networks do)
+    torch.testing.assert_close(pool(x2 * mask, lengths, mask), out)
+    # A single valid frame gets all the weight.
+    single = pool(x, torch.tensor([1, 1]), (torch.arange(6)[None] < 1)[..., None].expand(2, 6, 1))
+    torch.testing.assert_close(single, x[:, 0])
+
+
+def test_checkpoints_from_before_the_components_still_load():
+    net = LSTMClassifier(3, hidden_size=4, dense_size=5)
+    old = {}
+    for k, v in net.state_dict().items():  # the parameter names of the earlier flat LSTMClassifier
+        old[k.replace("lstm.", "").replace("head.", "")] = v.clone()
+    other = LSTMClassifier(3, hidden_size=4, dense_size=5)
+    other.load_state_dict(old)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(other.state_dict()[k], v)
+
+
 def test_last_pooling_reads_the_last_valid_frame():
     torch.manual_seed(0)
     net = LSTMClassifier(4, hidden_size=6, pooling="last").eval()
     x = torch.randn(1, 10, 4)
     state = net.encode(x, torch.tensor([7]))
-    out, _ = net.forward_layers[0](net.normalizer(x[:, :7]))
+    out, _ = net.lstm.forward_layers[0](net.normalizer(x[:, :7]))
     torch.testing.assert_close(state, out[:, -1])
 
 

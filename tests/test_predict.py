@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import types
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,77 +22,18 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
+from checkpoint_fixtures import SR, build_checkpoint, speechlike
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+import ser
 from ser.data.audio import load_audio
-from ser.inference import (
-    CheckpointError,
-    InputFailure,
-    Prediction,
-    Predictor,
-    load_checkpoint,
-    window_starts,
-)
+from ser.inference.prediction import InputFailure, Prediction
+from ser.inference.predictor import Predictor, window_starts
 from ser.labels import CLASSES
-from ser.predict import CONFIG_DIR, cli, options_from_config, run
+from ser.predict import CONFIG_DIR, PredictOptions, options_from_config, run
 
-SR = 16000
-N_MELS = 16
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0) -> Path:
-    """A small SERModule fitted for one epoch on random features and saved by the Trainer."""
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    from ser.data.batching import collate
-    from ser.models.module import SERModule
-
-    torch.manual_seed(seed)
-    loss_cfg = {"_target_": "ser.losses.CategoricalLoss" if loss == "categorical" else "ser.losses.BinaryLoss"}
-    module = SERModule(
-        model={"_target_": "ser.models.lstm.LSTMClassifier", "hidden_size": 8, "dense_size": 8, "dropout": 0.0},
-        loss=loss_cfg,
-        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5},
-        input_dim=N_MELS,
-        features={"_target_": "ser.features.LogMel", "sample_rate": SR, "n_mels": N_MELS},
-        sample_rate=SR,
-        classes=list(CLASSES),
-    )
-    # Statistics of the size log-mel dB features have, so normalization matters to the outputs.
-    module.net.normalizer.set_stats(-40.0 + 5 * torch.randn(N_MELS), 8.0 + torch.rand(N_MELS))
-    items = [(torch.randn(20 + 3 * i, N_MELS) * 10 - 40, i % 12, 0) for i in range(8)]
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*val_dataloader.*")  # no validation here, on purpose
-        trainer.fit(module, train_dataloaders=DataLoader(items, batch_size=4, collate_fn=collate))
-    trainer.save_checkpoint(path)
-    return path
-
-
-def speechlike(seconds: float, sr: int = SR, seed: int = 0, channels: int = 1) -> np.ndarray:
-    """Harmonic tone with a wandering pitch, syllable-rate loudness and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = rng.uniform(90, 260) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    wave = sum(np.sin(k * phase) / k for k in range(1, 6))
-    wave *= 0.2 * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
-    wave += 0.01 * rng.standard_normal(t.size)
-    wave = wave.astype(np.float32)
-    if channels == 1:
-        return wave
-    return np.stack([wave * (1 - 0.2 * c) for c in range(channels)], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +77,14 @@ def config_run(overrides: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def cli(overrides: list[str]) -> int:
+    """The command as typed (``ser-predict ckpt=... inputs=[...]``), in process; results go to stdout."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="predict", overrides=overrides)
+    return run(options_from_config(cfg))
+
+
 def module_probabilities(ckpt: Path, wave: np.ndarray) -> np.ndarray:
     """What the trained LightningModule computes for one clip (the reference for prediction)."""
     from hydra.utils import instantiate
@@ -150,18 +99,6 @@ def module_probabilities(ckpt: Path, wave: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         feats, frames = extractor(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
         return module.probabilities(module(feats, frames))[0].numpy()
-
-
-# -- checkpoints ------------------------------------------------------------------------------------
-
-
-def test_checkpoint_is_self_contained(ckpt: Path) -> None:
-    state = load_checkpoint(ckpt)
-    hp = state["hyper_parameters"]
-    assert hp["classes"] == list(CLASSES)
-    assert hp["sample_rate"] == SR and hp["features"]["n_mels"] == N_MELS
-    assert hp["model"]["_target_"] == "ser.models.lstm.LSTMClassifier"
-    assert float(state["state_dict"]["net.normalizer.std"].min()) >= 8.0  # the stats travel with the weights
 
 
 def test_prediction_equals_trained_module(ckpt: Path, predictor: Predictor, audio: dict[str, Path]) -> None:
@@ -198,45 +135,8 @@ def test_binary_model_uses_sigmoids(tmp_path: Path) -> None:
     assert probs.sum() != pytest.approx(1.0, abs=1e-3)  # 12 independent sigmoids, as the module reports
 
 
-@pytest.mark.parametrize("kind", ["wav_renamed", "other_dict", "no_format", "lacks_stats", "foreign_target", "pickle"])
-def test_foreign_checkpoints_are_clear_errors(ckpt: Path, tmp_path: Path, kind: str) -> None:
-    bad = tmp_path / f"{kind}.ckpt"
-    expect = {
-        "wav_renamed": "not a PyTorch checkpoint",
-        "other_dict": "no 'ser_format' field",
-        "no_format": "no 'ser_format' field",
-        "lacks_stats": "state_dict.net.normalizer.mean",
-        "foreign_target": "only classes under 'ser.'",
-        "pickle": "weights_only",
-    }[kind]
-    state = torch.load(ckpt, weights_only=True)
-    if kind == "wav_renamed":
-        sf.write(bad, speechlike(0.2), SR, format="WAV")
-    elif kind == "other_dict":
-        torch.save({"model": torch.zeros(3)}, bad)
-    elif kind == "no_format":
-        del state["ser_format"]
-        torch.save(state, bad)
-    elif kind == "lacks_stats":
-        del state["state_dict"]["net.normalizer.mean"]
-        del state["hyper_parameters"]["classes"]
-        torch.save(state, bad)
-        expect = "hyper_parameters.classes"
-    elif kind == "foreign_target":
-        state["hyper_parameters"]["model"]["_target_"] = "os.system"
-        torch.save(state, bad)
-    else:
-        state["extra"] = types.SimpleNamespace(a=1)  # an arbitrary object: refused by weights_only
-        torch.save(state, bad)
-    with pytest.raises(CheckpointError, match=expect) as info:
-        Predictor.from_checkpoint(bad)
-    assert str(bad) in str(info.value)
-    if kind == "lacks_stats":
-        assert "state_dict.net.normalizer.mean" in str(info.value)
-
-
 def test_missing_checkpoint_exits_2(tmp_path: Path, audio: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    code = cli(["--ckpt", str(tmp_path / "nope.ckpt"), str(audio["flac_16k"])])
+    code = cli([f"ckpt={tmp_path / 'nope.ckpt'}", f"inputs=[{audio['flac_16k']}]"])
     assert code == 2
     assert "nope.ckpt: checkpoint not found" in capsys.readouterr().err
 
@@ -248,7 +148,14 @@ def test_json_output_hydra_shape(ckpt: Path, audio: dict[str, Path]) -> None:
     inputs = f"[{audio['wav_stereo_44k']},{audio['folder']}]"
     code, out = config_run([f"ckpt={ckpt}", f"inputs={inputs}", "format=json"])
     assert code == 0
-    rows = json.loads(out)
+    doc = json.loads(out)
+    assert set(doc) == {"header", "predictions", "errors"} and doc["errors"] == []
+    header = doc["header"]
+    assert header["checkpoint"] == os.path.abspath(ckpt)
+    assert (header["mode"], header["window"], header["hop"]) == ("files", None, None)
+    assert header["sample_rate"] == SR and header["classes"] == list(CLASSES)
+    assert header["ser_version"] == ser.__version__ and header["created"].endswith("+00:00")
+    rows = doc["predictions"]
     folder = audio["folder"]
     assert [r["path"] for r in rows] == [
         str(audio["wav_stereo_44k"]),
@@ -256,30 +163,32 @@ def test_json_output_hydra_shape(ckpt: Path, audio: dict[str, Path]) -> None:
         str(folder / "nested" / "b.flac"),
     ]
     for r in rows:
-        assert set(r) == {"path", "label", "gender", "emotion", "probabilities"}
+        assert set(r) == {"path", "label", "gender", "emotion", "confidence", "probabilities"}
+        assert r["confidence"] == r["probabilities"][r["label"]]
         assert list(r["probabilities"]) == list(CLASSES)
         assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
         assert r["label"] == f"{r['gender']}_{r['emotion']}"
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_csv_and_table_argparse_shape(
+def test_csv_to_a_file_and_table(
     ckpt: Path, predictor: Predictor, audio: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out_file = tmp_path / "sub" / "predictions.csv"
     paths = [str(audio["flac_16k"]), str(audio["ogg_22k"])]
-    assert cli(["--ckpt", str(ckpt), *paths, "--format", "csv", "-o", str(out_file)]) == 0
+    assert cli([f"ckpt={ckpt}", f"inputs=[{','.join(paths)}]", "format=csv", f"output={out_file}"]) == 0
     rows = list(csv.DictReader(out_file.open()))
-    assert list(rows[0]) == ["path", "label", "gender", "emotion", *CLASSES]
+    assert list(rows[0]) == ["path", "label", "gender", "emotion", "confidence", *CLASSES]
     expected = predictor.predict_files(paths)
     for row, exp in zip(rows, expected, strict=True):
         assert isinstance(exp, Prediction)
         assert row["path"] == exp.path and row["label"] == exp.label
+        assert float(row["confidence"]) == pytest.approx(exp.confidence, abs=1e-6)
         np.testing.assert_allclose([float(row[c]) for c in CLASSES], exp.probabilities, atol=1e-6)
     capsys.readouterr()
-    assert cli(["--ckpt", str(ckpt), *paths]) == 0
+    assert cli([f"ckpt={ckpt}", f"inputs=[{','.join(paths)}]"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["path", "label", "prob", "gender", "emotion"]
+    assert table[0].split() == ["path", "label", "gender", "emotion", "confidence"]  # the JSON keys
     assert [line.split()[0] for line in table[1:]] == paths
     assert [line.split()[1] for line in table[1:]] == [e.label for e in expected]  # type: ignore[union-attr]
 
@@ -300,11 +209,14 @@ def test_bad_inputs_are_named_and_others_still_predicted(
     empty_dir.mkdir()
     good = audio["flac_16k"]
     args = [str(p) for p in (text, good, empty, silent, short, missing, empty_dir)]
-    code = cli(["--ckpt", str(ckpt), *args, "--format", "json"])
+    code = cli([f"ckpt={ckpt}", f"inputs=[{','.join(args)}]", "format=json"])
     captured = capsys.readouterr()
     assert code == 1
-    rows = json.loads(captured.out)
+    doc = json.loads(captured.out)
+    rows = doc["predictions"]
     assert [r["path"] for r in rows] == [str(good)]
+    assert [e["path"] for e in doc["errors"]] == [str(p) for p in (text, empty, silent, short, missing, empty_dir)]
+    assert doc["errors"][2]["reason"].startswith("silent")
     err = captured.err
     assert f"{text}: cannot decode audio" in err
     assert f"{empty}: empty file" in err
@@ -344,7 +256,7 @@ def test_hydra_module_in_subprocess(ckpt: Path, audio: dict[str, Path], tmp_path
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 1, proc.stderr
-    rows = json.loads(proc.stdout)
+    rows = json.loads(proc.stdout)["predictions"]
     assert [r["path"] for r in rows] == [str(audio["flac_16k"])]
     assert f"{tmp_path}/gone.wav: no such file or folder" in proc.stderr
     assert not (tmp_path / "outputs").exists()  # prediction leaves no Hydra run folder behind
@@ -424,9 +336,82 @@ def test_timeline_csv_and_plot(ckpt: Path, predictor: Predictor, tmp_path: Path)
 def test_timeline_json_lists_windows(ckpt: Path, audio: dict[str, Path]) -> None:
     code, out = config_run([f"ckpt={ckpt}", f"inputs=[{audio['flac_16k']}]", "window=1.0", "hop=0.5", "format=json"])
     assert code == 0
-    rows = json.loads(out)
+    doc = json.loads(out)
+    assert (doc["header"]["mode"], doc["header"]["window"], doc["header"]["hop"]) == ("timeline", 1.0, 0.5)
+    rows = doc["predictions"]
     assert [r["start"] for r in rows] == [0.0, 0.5, 1.0]
-    assert set(rows[0]) == {"path", "start", "end", "silent", "label", "gender", "emotion", "probabilities"}
+    assert set(rows[0]) == {
+        "path",
+        "start",
+        "end",
+        "silent",
+        "label",
+        "gender",
+        "emotion",
+        "confidence",
+        "probabilities",
+    }
+
+
+def test_timeline_segments(ckpt: Path, predictor: Predictor, tmp_path: Path) -> None:
+    long = tmp_path / "talk.wav"
+    wave = speechlike(6.0, seed=16)
+    wave[round(2.0 * SR) : round(4.0 * SR)] = 0.0  # silent windows make a segment of their own
+    sf.write(long, wave, SR)
+    windows = predictor.timeline(load_audio(long, SR), 1.0, 0.5, path=str(long))
+    code, out = config_run(
+        [f"ckpt={ckpt}", f"inputs=[{long}]", "window=1.0", "hop=0.5", "segments=true", "format=json"]
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["header"]["mode"] == "segments"
+    segs = doc["predictions"]
+    assert list(segs[0]) == ["path", "start", "end", "silent", "label", "gender", "emotion", "confidence", "windows"]
+    assert sum(s["windows"] for s in segs) == len(windows)
+    assert segs[0]["start"] == 0.0 and segs[-1]["end"] == pytest.approx(6.0)
+    assert any(s["silent"] for s in segs)
+    assert all(a["label"] != b["label"] for a, b in itertools.pairwise(segs))  # merged runs
+    labels = [w.label for w in windows]
+    runs = [labels[0]] + [b for a, b in itertools.pairwise(labels) if a != b]
+    assert [s["label"] for s in segs] == runs
+    code, out = config_run([f"ckpt={ckpt}", f"inputs=[{long}]", "window=1.0", "segments=true", "format=csv"])
+    assert code == 0 and out.splitlines()[0].endswith(",confidence,windows")
+    assert config_run([f"ckpt={ckpt}", f"inputs=[{long}]", "segments=true"])[0] == 2  # needs a window
+
+
+def test_nan_audio_is_named_and_json_stays_valid(
+    ckpt: Path, audio: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    nan = tmp_path / "nan.wav"
+    wave = speechlike(1.0, seed=17)
+    wave[100:200] = np.nan
+    sf.write(nan, wave, SR, subtype="FLOAT")
+    code = cli([f"ckpt={ckpt}", f"inputs=[{nan},{audio['flac_16k']}]", "format=json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    doc = json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    json.dumps(doc, allow_nan=False)
+    assert [r["path"] for r in doc["predictions"]] == [str(audio["flac_16k"])]
+    assert doc["errors"] == [{"path": str(nan), "reason": "holds NaN or inf samples; nothing to classify"}]
+    assert f"{nan}: holds NaN or inf samples" in captured.err
+
+
+def test_help_is_about_prediction() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser.predict", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert text.startswith("ser.predict: label the emotion")
+    assert "python -m ser.predict ckpt=" in text and "segments=true" in text and "mic=true" in text
+    for group in ("optimizer:", "scheduler:", "trainer:", "hparams_search", "Configuration groups"):
+        assert group not in text  # train's config groups do not apply here
+    for key in PredictOptions.__dataclass_fields__:  # every option is explained
+        assert f"\n  {key} " in text, key
 
 
 class FakeInputStream:
@@ -459,7 +444,7 @@ def test_microphone_path_with_a_fake_device(
         query_devices=lambda device, kind: {"default_samplerate": float(rate)},
     )
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
-    code = cli(["--ckpt", str(ckpt), "--mic", "--duration", "2.5", "--window", "1", "--hop", "0.5", "--format", "csv"])
+    code = cli([f"ckpt={ckpt}", "mic=true", "duration=2.5", "window=1", "hop=0.5", "format=csv"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rows = list(csv.DictReader(io.StringIO(captured.out)))
@@ -471,11 +456,31 @@ def test_microphone_path_with_a_fake_device(
         np.testing.assert_allclose([float(row[c]) for c in CLASSES], exp.probabilities, atol=1e-4)
 
 
+def test_microphone_segments_as_json_lines(
+    ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    rate = 16000
+    FakeInputStream.recording = speechlike(3.0, rate, seed=18)
+    fake = types.SimpleNamespace(
+        InputStream=FakeInputStream,
+        query_devices=lambda device, kind: {"default_samplerate": float(rate)},
+    )
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    code = cli([f"ckpt={ckpt}", "mic=true", "window=1", "hop=0.5", "segments=true", "format=json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert lines[0]["header"]["mode"] == "segments" and lines[0]["header"]["window"] == 1.0
+    segs = lines[1:]
+    assert segs and all(s["path"] == "<mic>" for s in segs)
+    assert sum(s["windows"] for s in segs) == 5  # windows at 0, 0.5, 1, 1.5, 2 s of 3 s
+
+
 def test_microphone_without_sounddevice(
     ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
-    assert cli(["--ckpt", str(ckpt), "--mic"]) == 2
+    assert cli([f"ckpt={ckpt}", "mic=true"]) == 2
     assert "pip install 'ser[live]'" in capsys.readouterr().err
 
 

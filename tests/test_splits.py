@@ -10,7 +10,7 @@ import pytest
 from audio_fixtures import fake_clips
 
 from ser.data.corpus import Clip
-from ser.data.splits import PARTS, Split, SplitError, check_speaker_disjoint, make_split
+from ser.data.splits import PARTS, Split, SplitError, SplitSpec, check_speaker_disjoint, make_split
 
 CLIPS = fake_clips(crema_male=8, crema_female=8, savee=4, per_emotion=2)  # 20 speakers, 12 clips each
 
@@ -133,7 +133,7 @@ def test_kfold_is_deterministic_and_seeded() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"strategy": "loso"}, "data.split='loso'"),
+        ({"strategy": "loso"}, "split.strategy='loso'"),
         ({"strategy": "kfold", "num_folds": 1}, "at least 2"),
         ({"strategy": "kfold", "num_folds": 5, "fold": 5}, r"must be in 0\.\.4"),
         ({"strategy": "kfold", "fold": -1}, r"must be in 0\.\.4"),
@@ -178,3 +178,23 @@ def test_manifest_content() -> None:
         assert {int(k): v for k, v in entry["per_label"].items()} == dict(Counter(CLIPS[i].label for i in idx))
     random_manifest = make_split(CLIPS, "random").manifest(CLIPS)
     assert random_manifest["speaker_independent"] is False and random_manifest["fold"] is None
+
+
+def test_split_spec_makes_the_split_it_names() -> None:
+    spec = SplitSpec("kfold", seed=3, num_folds=4, fold=2)
+    assert spec.make(CLIPS) == make_split(CLIPS, "kfold", seed=3, num_folds=4, fold=2)
+    assert SplitSpec().make(CLIPS) == make_split(CLIPS)
+    with pytest.raises(SplitError, match=r"split\.fold=4: must be in 0\.\.3 for split\.num_folds=4"):
+        SplitSpec("kfold", num_folds=4, fold=4).make(CLIPS)
+
+
+@pytest.mark.parametrize("option", ["speaker", "kfold", "random"])
+def test_split_group_options(train_config, option: str) -> None:
+    from hydra.utils import instantiate
+
+    cfg = train_config(f"split={option}", "seed=7")
+    spec = instantiate(cfg.split)
+    assert isinstance(spec, SplitSpec) and spec.strategy == option and spec.seed == 7
+    assert train_config().split.strategy == "speaker"  # the default
+    if option == "kfold":
+        assert instantiate(train_config("split=kfold", "split.fold=2").split).fold == 2

@@ -177,3 +177,19 @@ def test_config_typos_get_hydras_error(cli_env, override, needle):
     assert res.returncode != 0
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("augment", ["specaugment", "mixup", "specaugment_mixup"])
+def test_augmented_training_repeats_under_its_seed(train_config, tmp_path, augment):
+    """Augmentation acts on train batches only and draws from a seeded generator: same seed, same run."""
+    a = run(train_config(f"augment={augment}", "trainer.max_epochs=1", out=tmp_path / "a"))
+    b = run(train_config(f"augment={augment}", "trainer.max_epochs=1", out=tmp_path / "b"))
+    plain = run(train_config("trainer.max_epochs=1", out=tmp_path / "c"))
+    assert a["confusion"] == b["confusion"] and a["best_val"] == b["best_val"]
+    assert a["best_val"] != plain["best_val"]  # the train batches did change
+
+
+@pytest.mark.parametrize("normalization", ["utterance", "speaker"])
+def test_utterance_and_speaker_normalization_train(train_config, tmp_path, normalization):
+    metrics = run(train_config(f"data.normalization={normalization}", "trainer.max_epochs=1"))
+    assert metrics["status"] == "ok" and metrics["uar"] is not None

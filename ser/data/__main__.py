@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ser.data.corpus import DataError
+from ser.data.datamodule import SERDataModule
 from ser.data.report import format_report
-from ser.data.sources import DataError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -18,7 +18,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="data_report")
 def main(cfg: DictConfig) -> None:
     try:
-        datamodule = instantiate(cfg.data, features=cfg.features, _recursive_=False)
+        datamodule = SERDataModule.from_config(cfg.data, cfg.split, cfg.features)
         datamodule.prepare_data()
         datamodule.setup()
     except DataError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ser.data.cache import FeatureSet
+from ser.data.normalization import moments, standardize
 
 
 @dataclass
@@ -26,22 +27,38 @@ class Batch:
 
 
 class FeatureDataset(Dataset):
-    """Rows of a FeatureSet with their labels and speaker ids."""
+    """Rows of a FeatureSet with their labels and speaker ids, normalized per ``normalization``
+    (ser.data.normalization): ``speaker`` needs the statistics of each speaker id in ``speaker_stats``."""
 
     def __init__(
-        self, features: FeatureSet, rows: Sequence[int], labels: Sequence[int], speakers: Sequence[int]
+        self,
+        features: FeatureSet,
+        rows: Sequence[int],
+        labels: Sequence[int],
+        speakers: Sequence[int],
+        normalization: str = "global",
+        speaker_stats: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         self.features = features
         self.rows = list(rows)
         self.labels = list(labels)
         self.speakers = list(speakers)
         self.lengths = [int(features.lengths[r]) for r in self.rows]
+        self.normalization = normalization
+        self.speaker_stats = speaker_stats or {}
+        if normalization == "speaker" and not set(self.speakers) <= set(self.speaker_stats):
+            raise ValueError("speaker normalization needs the statistics of every speaker of the dataset")
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        return self.features.get(self.rows[i]), self.labels[i], self.speakers[i]
+        x = self.features.get(self.rows[i])
+        if self.normalization == "utterance":
+            x = standardize(x, moments([x]))
+        elif self.normalization == "speaker":
+            x = standardize(x, self.speaker_stats[self.speakers[i]])
+        return x, self.labels[i], self.speakers[i]
 
 
 def collate(items: Sequence[tuple[torch.Tensor, int, int]]) -> Batch:

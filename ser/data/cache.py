@@ -106,6 +106,16 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where features are cached and how they are built (the data.cache_dir/feature_workers/on_error keys)."""
+
+    dir: str = ".cache/ser"
+    features: Mapping = field(default_factory=dict)  # the extractor's config: names the features in the key
+    workers: int | None = None  # decoding threads (None: all cores)
+    on_error: str = "raise"  # raise | skip: what an unreadable audio file does
+
+
 class FeatureCache:
     """Loads or builds the ``FeatureSet`` of a clip list under ``cache_dir``."""
 
@@ -173,9 +183,7 @@ class FeatureCache:
             log.warning("feature cache %s is unreadable (%s); rebuilding it", path, exc)
             return None
         # The key already covers the exact clip list; this catches a foreign or partial file under it.
-        if len(fs.clip_ids) + len(fs.excluded) != len(expected_ids) or not set(fs.clip_ids) <= set(
-            expected_ids
-        ):
+        if len(fs.clip_ids) + len(fs.excluded) != len(expected_ids) or not set(fs.clip_ids) <= set(expected_ids):
             log.warning("feature cache %s does not match the clip list; rebuilding it", path)
             return None
         # on_error is not in the key: an entry built with on_error=skip must not silence on_error=raise.
@@ -187,7 +195,7 @@ class FeatureCache:
     def build(self, clips: Sequence[Clip]) -> FeatureSet:
         """Decode (threads: soundfile and soxr release the GIL) and extract features in length-sorted batches."""
         extractor = self.make_extractor().eval()
-        min_samples = int(getattr(extractor, "min_samples", 1))
+        min_samples = int(extractor.min_samples)
         order = sorted(range(len(clips)), key=lambda i: os.path.getsize(clips[i].path))
         results: dict[int, torch.Tensor] = {}
         excluded: list[Exclusion] = []

@@ -1,21 +1,38 @@
-"""Corpus index: one record per clip, built from file names on disk.
-
-Each corpus module (``crema_d``, ``savee``) turns the audio files below its root into ``Clip``
-records and ``Exclusion``s (names that do not parse, classes outside the scheme). ``build_index``
-merges the corpora chosen in the config.
-"""
+"""Corpus vocabulary: clips, exclusions, the index, what a corpus module declares, and data errors."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
 
-from ser import labels
-from ser.data.sources import HELP, TRY_DEMO, DataError, missing_corpus_message
+TRY_DEMO = "To try ser now without any download, run with the built-in synthetic corpus: data=demo"
+
+
+class DataError(RuntimeError):
+    """Missing, empty or malformed corpus data; the message says what was expected and what to do."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One clip as its corpus names it, before the label scheme is applied.
+
+    ``emotion`` is the scheme's emotion, or None for a corpus class the scheme does not have;
+    ``native`` is the corpus' own name for it, as an exclusion reports it (e.g. "surprise (su)").
+    """
+
+    clip_id: str
+    path: str
+    corpus: str
+    speaker: str
+    gender: str
+    emotion: str | None
+    native: str
+    sentence: str = ""
+    intensity: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,11 +63,26 @@ class Exclusion:
 
 
 @dataclass
+class Listing:
+    """What one corpus module read below its root: recordings, files it could not use, folders it read."""
+
+    recordings: list[Recording] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)
+
+    def extend(self, other: Listing) -> None:
+        self.recordings.extend(other.recordings)
+        self.excluded.extend(other.excluded)
+        self.roots.update(other.roots)
+
+
+@dataclass
 class CorpusIndex:
-    """Clips of one or more corpora plus everything that was excluded on the way."""
+    """Clips of one or more corpora, everything that was excluded on the way, and the folders read."""
 
     clips: list[Clip] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -58,9 +90,20 @@ class CorpusIndex:
     def extend(self, other: CorpusIndex) -> None:
         self.clips.extend(other.clips)
         self.excluded.extend(other.excluded)
+        self.roots.update(other.roots)
 
     def speakers(self) -> list[str]:
         return sorted({c.speaker for c in self.clips})
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What a module in ``ser.data.corpora`` declares as ``CORPUS``; the registry finds it there."""
+
+    name: str  # the key in data.corpora and data.roots
+    default_folder: str  # below data.root when data.roots.<name> is not set
+    help: str  # where to get the corpus and how it is laid out: part of every "data not found" error
+    index: Callable[[Path, bool], Listing]  # (root, progress) -> recordings; raises DataError if unusable
 
 
 def audio_extensions() -> frozenset[str]:
@@ -79,13 +122,20 @@ def find_audio_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
 
 
-def check_corpus_root(corpus: str, root: Path) -> list[Path]:
+def missing_corpus_message(corpus: str, root: str, problem: str, help: str) -> str:
+    return (
+        f"{corpus}: {problem} ({root}).\n{help}\n"
+        f"Set data.roots.{corpus}=<folder> (or data.root=<parent folder>) to point elsewhere.\n{TRY_DEMO}"
+    )
+
+
+def check_corpus_root(corpus: str, root: Path, help: str) -> list[Path]:
     """The audio files of a corpus root, or a DataError saying what is missing and where to get it."""
     if not root.is_dir():
-        raise DataError(missing_corpus_message(corpus, str(root), "corpus folder not found"))
+        raise DataError(missing_corpus_message(corpus, str(root), "corpus folder not found", help))
     files = find_audio_files(root)
     if not files:
-        raise DataError(missing_corpus_message(corpus, str(root), "no audio files in the corpus folder"))
+        raise DataError(missing_corpus_message(corpus, str(root), "no audio files in the corpus folder", help))
     return files
 
 
@@ -93,66 +143,15 @@ def unparsed(path: Path, corpus: str, expected: str) -> Exclusion:
     return Exclusion(str(path), corpus, f"name does not parse as {expected}")
 
 
-def build_index(
-    corpora: Iterable[str],
-    roots: Mapping[str, str | Path],
-    strict: bool = False,
-) -> CorpusIndex:
-    """Index the chosen corpora. ``strict`` turns any unparsed file name into an error."""
-    from ser.data import crema_d, savee
-
-    readers = {"crema_d": crema_d.index_crema_d, "savee": savee.index_savee}
-    corpora = list(corpora)
-    if not corpora:
-        raise DataError("data.corpora is empty: choose crema_d, savee or both")
-    index = CorpusIndex()
-    for name in corpora:
-        if name not in readers:
-            raise DataError(
-                f"data.corpora: unknown corpus {name!r}; expected one of {sorted(readers)}:\n"
-                + "\n".join(HELP[k] for k in sorted(readers))
-                + f"\n{TRY_DEMO}"
-            )
-        if name not in roots:
-            raise DataError(f"data.roots.{name} is not set: give the folder of the {name} corpus")
-        part = readers[name](Path(roots[name]))
-        bad = [e for e in part.excluded if e.reason.startswith("name does not parse")]
-        if strict and bad:
-            listing = "\n".join(f"  {e.path}" for e in bad[:20])
-            raise DataError(
-                f"{name}: {len(bad)} file name(s) do not parse (data.strict=true):\n{listing}\n"
-                "Rename or remove them, or set data.strict=false to skip and list them."
-            )
-        index.extend(part)
-    ids = [c.clip_id for c in index.clips]
-    if len(ids) != len(set(ids)):
-        index = _drop_duplicates(index)
-    return index
-
-
-def _drop_duplicates(index: CorpusIndex) -> CorpusIndex:
-    """Keep the first copy of a recording found twice (e.g. SAVEE in both layouts under one root)."""
-    seen: set[str] = set()
-    out = CorpusIndex(excluded=list(index.excluded))
-    for clip in index.clips:
-        if clip.clip_id in seen:
-            out.excluded.append(Exclusion(clip.path, clip.corpus, f"duplicate of {clip.clip_id}"))
-        else:
-            seen.add(clip.clip_id)
-            out.clips.append(clip)
-    return out
-
-
-def make_clip(
-    clip_id: str, path: Path, corpus: str, speaker: str, gender: str, emotion: str, **extra: str
-) -> Clip:
-    return Clip(
-        clip_id=clip_id,
-        path=str(path),
-        corpus=corpus,
-        speaker=speaker,
-        gender=gender,
-        emotion=emotion,
-        label=labels.label_index(gender, emotion),
-        **extra,
+def wrong_corpus_error(corpus: str, root: Path, files: list[Path], excluded: list[Exclusion], expected: str, help: str):
+    """The DataError for a folder none of whose audio files is named as the corpus names its files."""
+    example = Path(excluded[0].path).name if excluded else "?"
+    return DataError(
+        missing_corpus_message(
+            corpus,
+            str(root),
+            f"none of the {len(files)} audio files is named {expected}, e.g. {example!r}; "
+            "is this another corpus' folder?",
+            help,
+        )
     )

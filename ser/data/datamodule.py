@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,59 +15,48 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from ser.data.batching import BucketBatchSampler, FeatureDataset, collate
-from ser.data.cache import FeatureCache, FeatureSet
-from ser.data.corpus import Clip, CorpusIndex, build_index
+from ser.data.cache import CacheSettings, FeatureCache, FeatureSet
+from ser.data.corpora import CorpusSet
+from ser.data.corpus import Clip, CorpusIndex
+from ser.data.normalization import check_normalization, moments
 from ser.data.report import build_report, format_report, save_report
-from ser.data.splits import Split, make_split
+from ser.data.splits import Split, SplitSpec
+from ser.labels import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
 
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
 class SERDataModule(L.LightningDataModule):
-    """CREMA-D and/or SAVEE (or the synthetic demo corpus) as padded, length-bucketed batches."""
+    """Registered corpora (CREMA-D, SAVEE, the synthetic demo, ...) as padded, length-bucketed batches.
+
+    ``extractor`` is built once by the caller and declares ``sample_rate`` (the rate audio is decoded at),
+    ``hop_length``, ``out_dim`` and ``min_samples``.
+    """
 
     def __init__(
         self,
-        features: Mapping[str, Any],
-        corpora: Sequence[str] = ("crema_d", "savee"),
-        roots: Mapping[str, str] | None = None,
-        root: str = "data",
-        demo: bool = False,
-        strict: bool = False,
-        on_error: str = "raise",
-        sample_rate: int = 16000,
-        split: str = "speaker",
-        split_seed: int = 0,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        num_folds: int = 5,
-        fold: int = 0,
+        corpora: CorpusSet,
+        extractor: torch.nn.Module,
+        split: SplitSpec | None = None,
         batch_size: int = 32,
+        cache: CacheSettings | None = None,
         num_workers: int = 0,
-        feature_workers: int | None = None,
-        cache_dir: str = ".cache/ser",
-        output_dir: str | None = None,
+        output_dir: str | Path | None = None,
         progress: bool = True,
+        normalization: str = "global",
     ) -> None:
         super().__init__()
-        self.features_cfg = features
-        self.corpora = list(corpora)
-        self.root = root
-        self.roots = dict(roots or {"crema_d": f"{root}/crema-d", "savee": f"{root}/savee"})
-        self.demo = demo
-        self.strict = strict
-        self.on_error = on_error
-        self.sample_rate = sample_rate
-        self.split_name = split
-        self.split_seed = split_seed
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.num_folds = num_folds
-        self.fold = fold
+        self.normalization = check_normalization(normalization)
+        self.corpora = corpora
+        self.extractor = extractor
+        self.split_spec = split or SplitSpec()
         self.batch_size = batch_size
+        self.cache = cache or CacheSettings()
         self.num_workers = num_workers
-        self.feature_workers = feature_workers
-        self.cache_dir = Path(cache_dir)
         self.output_dir = Path(output_dir) if output_dir else None
         self.progress = progress
 
@@ -80,43 +68,74 @@ class SERDataModule(L.LightningDataModule):
         self.speaker_ids: dict[str, int] = {}
         self.datasets: dict[str, FeatureDataset] = {}
 
+    @classmethod
+    def from_config(
+        cls,
+        data: Mapping[str, Any],
+        split: Mapping[str, Any] | SplitSpec,
+        features: Mapping[str, Any],
+        extractor: torch.nn.Module | None = None,
+    ) -> SERDataModule:
+        """The DataModule of the ``data``, ``split`` and ``features`` config groups.
+
+        ``extractor`` is the instance of ``features`` when the caller has one already; otherwise it is built here.
+        """
+        data = _plain(data)
+        spec = split if isinstance(split, SplitSpec) else instantiate(split)
+        return cls(
+            corpora=CorpusSet(
+                names=tuple(data["corpora"]),
+                root=str(data["root"]),
+                roots=dict(data.get("roots") or {}),
+                strict=bool(data.get("strict", False)),
+            ),
+            extractor=extractor if extractor is not None else instantiate(features),
+            split=spec,
+            batch_size=int(data["batch_size"]),
+            cache=CacheSettings(
+                dir=str(data["cache_dir"]),
+                features=_plain(features),
+                workers=data.get("feature_workers"),
+                on_error=str(data.get("on_error", "raise")),
+            ),
+            num_workers=int(data.get("num_workers", 0)),
+            output_dir=data.get("output_dir"),
+            progress=bool(data.get("progress", True)),
+            normalization=str(data.get("normalization", "global")),
+        )
+
     # -- files on disk -> index -> features ---------------------------------------------------------
 
-    def resolved_roots(self) -> dict[str, str]:
-        if not self.demo:
-            return {k: self.roots[k] for k in self.corpora if k in self.roots}
-        from ser.data.demo import ensure_demo_corpus
+    @property
+    def sample_rate(self) -> int:
+        return int(self.extractor.sample_rate)
 
-        folder = ensure_demo_corpus(self.cache_dir / "demo", progress=self.progress)
-        return {"crema_d": str(folder / "crema-d"), "savee": str(folder / "savee")}
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cache.dir)
+
+    def resolved_roots(self) -> dict[str, str]:
+        """The configured folder of each chosen corpus (the index records the folders actually read)."""
+        return self.corpora.resolved_roots()
 
     def build_index(self) -> CorpusIndex:
         """Index the corpora (cheap; raises DataError before any work if data is missing)."""
         if self._index is None:
-            self._index = build_index(self.corpora, self.resolved_roots(), strict=self.strict)
+            self._index = self.corpora.index(progress=self.progress)
         return self._index
 
     def feature_config(self) -> dict:
-        cfg = self.features_cfg
-        as_dict = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-        return {"sample_rate": self.sample_rate, "features": as_dict}
-
-    def make_extractor(self) -> torch.nn.Module:
-        return instantiate(self.feature_config()["features"])
-
-    @functools.cached_property
-    def extractor(self) -> torch.nn.Module:
-        """One extractor instance for reading its settings (frame hop, output size)."""
-        return self.make_extractor()
+        """What names the features in the cache key."""
+        return {"sample_rate": self.sample_rate, "features": dict(self.cache.features)}
 
     def feature_cache(self) -> FeatureCache:
         return FeatureCache(
             self.cache_dir / "features",
             self.feature_config(),
-            self.make_extractor,
+            lambda: self.extractor,
             sample_rate=self.sample_rate,
-            num_workers=self.feature_workers,
-            on_error=self.on_error,
+            num_workers=self.cache.workers,
+            on_error=self.cache.on_error,
             progress=self.progress,
         )
 
@@ -135,30 +154,37 @@ class SERDataModule(L.LightningDataModule):
         self.clips = [c for c in index.clips if c.clip_id in kept]
         row = {cid: i for i, cid in enumerate(fs.clip_ids)}
         self.feature_set = fs
-        self.split = make_split(
-            self.clips,
-            self.split_name,
-            seed=self.split_seed,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            num_folds=self.num_folds,
-            fold=self.fold,
-        )
+        self.split = self.split_spec.make(self.clips)
         self.speaker_ids = {s: i for i, s in enumerate(sorted({c.speaker for c in self.clips}))}
+        self.speaker_stats = self._speaker_stats(row) if self.normalization == "speaker" else {}
         for part in ("train", "val", "test"):
-            idx = self.split.part(part)
-            self.datasets[part] = FeatureDataset(
-                fs,
-                [row[self.clips[i].clip_id] for i in idx],
-                [self.clips[i].label for i in idx],
-                [self.speaker_ids[self.clips[i].speaker] for i in idx],
-            )
-        hop = int(getattr(self.extractor, "hop_length", 160))
+            self.datasets[part] = self.make_dataset([self.clips[i] for i in self.split.part(part)], row)
+        hop = int(self.extractor.hop_length)
         seconds = [float(fs.lengths[row[c.clip_id]]) * hop / self.sample_rate for c in self.clips]
-        self.report = build_report(self.clips, index.excluded + fs.excluded, seconds, self.resolved_roots())
+        self.report = build_report(self.clips, index.excluded + fs.excluded, seconds, index.roots)
         log.info("\n%s", format_report(self.report))
         if self.output_dir is not None and self._is_rank_zero():
             self.save_artifacts(self.output_dir)
+
+    def make_dataset(self, clips: list[Clip], row: Mapping[str, int]) -> FeatureDataset:
+        """The dataset of one part: feature rows with each clip's label and speaker id."""
+        assert self.feature_set is not None
+        return FeatureDataset(
+            self.feature_set,
+            [row[c.clip_id] for c in clips],
+            [c.label for c in clips],
+            [self.speaker_ids[c.speaker] for c in clips],
+            normalization=self.normalization,
+            speaker_stats=self.speaker_stats,
+        )
+
+    def _speaker_stats(self, row: Mapping[str, int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Mean and std of each speaker's frames, over all of the speaker's clips (no labels used)."""
+        assert self.feature_set is not None
+        rows: dict[int, list[int]] = {}
+        for c in self.clips:
+            rows.setdefault(self.speaker_ids[c.speaker], []).append(row[c.clip_id])
+        return {spk: moments(self.feature_set.get(r) for r in rs) for spk, rs in rows.items()}
 
     def save_artifacts(self, out_dir: Path) -> None:
         """Write the data report and the split manifest of this run."""
@@ -174,34 +200,26 @@ class SERDataModule(L.LightningDataModule):
         return int(self.extractor.out_dim)
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-dimension mean and std over the training frames only (no val/test leakage)."""
-        fs, train = self.feature_set, self.datasets["train"]
-        assert fs is not None
-        total = torch.zeros(fs.dim, dtype=torch.float64)
-        sq = torch.zeros(fs.dim, dtype=torch.float64)
-        frames = 0
-        for r in train.rows:
-            x = fs.get(r).double()
-            total += x.sum(0)
-            sq += (x * x).sum(0)
-            frames += x.shape[0]
-        mean = total / frames
-        std = (sq / frames - mean * mean).clamp_min(1e-8).sqrt()
-        return mean.float(), std.float()
+        """Per-dimension mean and std over the training frames only (no val/test leakage), after the
+        utterance or speaker normalization when one is chosen."""
+        train = self.datasets["train"]
+        return moments(train[i][0] for i in range(len(train)))
+
+    def class_counts(self) -> torch.Tensor:
+        """Training clips per class (all classes of the scheme, zeros included)."""
+        return torch.bincount(torch.tensor(self.datasets["train"].labels, dtype=torch.long), minlength=NUM_CLASSES)
 
     def summary(self) -> dict:
         """Short description of the data for metrics.json."""
         assert self.split is not None and self.report is not None
         return {
-            "corpora": self.corpora if not self.demo else ["demo"],
-            "split": self.split_name,
-            "split_seed": self.split_seed,
+            "corpora": list(self.corpora.names),
+            "split": self.split.strategy,
+            "split_seed": self.split.seed,
             "fold": self.split.fold,
             "speaker_independent": self.split.speaker_independent,
             "clips": {p: len(self.split.part(p)) for p in ("train", "val", "test")},
-            "speakers": {
-                p: len({self.clips[i].speaker for i in self.split.part(p)}) for p in ("train", "val", "test")
-            },
+            "speakers": {p: len({self.clips[i].speaker for i in self.split.part(p)}) for p in ("train", "val", "test")},
             "hours": self.report["hours"],
             "excluded": len(self.report["excluded"]),
         }
@@ -213,7 +231,7 @@ class SERDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = BucketBatchSampler(
-            ds.lengths, self.batch_size, shuffle=shuffle, seed=self.split_seed, num_replicas=world, rank=rank
+            ds.lengths, self.batch_size, shuffle=shuffle, seed=self.split_spec.seed, num_replicas=world, rank=rank
         )
         return DataLoader(
             ds,

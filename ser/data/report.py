@@ -56,9 +56,7 @@ def format_report(report: dict) -> str:
     lines.append("class".ljust(16) + "".join(k.rjust(width) for k in corpora) + "total".rjust(8))
     for name in labels.CLASSES:
         counts = [report["corpora"][k]["per_class"][name] for k in corpora]
-        lines.append(
-            name.ljust(16) + "".join(str(n).rjust(width) for n in counts) + str(sum(counts)).rjust(8)
-        )
+        lines.append(name.ljust(16) + "".join(str(n).rjust(width) for n in counts) + str(sum(counts)).rjust(8))
     lines.append("")
     for k, info in report["corpora"].items():
         spk = ", ".join(f"{n} {g}" for g, n in info["speakers"].items()) or "none"

@@ -1,4 +1,4 @@
-"""Train/val/test splits: speaker-disjoint (default), speaker-grouped k-fold, or random.
+"""Train/val/test splits (config group ``split``): speaker-disjoint (default), speaker-grouped k-fold, or random.
 
 Speaker and k-fold splits are stratified by (corpus, gender) so every part has both genders and
 both corpora, and are checked for speaker overlap every time they are made, not only in tests.
@@ -24,6 +24,29 @@ PARTS = ("train", "val", "test")
 
 class SplitError(ValueError):
     """A split that cannot be made, or that would leak speakers between parts."""
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How to split: one option of conf/split/ (``split=speaker|kfold|random``), checked when it is made."""
+
+    strategy: str = "speaker"
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15  # speaker and random; a k-fold split tests on one fold
+    num_folds: int = 5  # kfold only
+    fold: int = 0  # kfold only
+
+    def make(self, clips: Sequence[Clip]) -> Split:
+        return make_split(
+            clips,
+            self.strategy,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            num_folds=self.num_folds,
+            fold=self.fold,
+        )
 
 
 @dataclass
@@ -74,10 +97,10 @@ def make_split(
 ) -> Split:
     """Split clip indices into train/val/test, deterministically from ``seed``."""
     if strategy not in STRATEGIES:
-        raise SplitError(f"data.split={strategy!r}: choose one of {STRATEGIES}")
+        raise SplitError(f"split.strategy={strategy!r}: choose one of {STRATEGIES} (split=speaker|kfold|random)")
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise SplitError(
-            f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: need 0 < v, t and v+t < 1"
+            f"split.val_fraction={val_fraction}, split.test_fraction={test_fraction}: need 0 < v, t and v+t < 1"
         )
     rng = np.random.default_rng(seed)
     if strategy == "random":
@@ -86,11 +109,9 @@ def make_split(
         split = _speaker_split(clips, rng, seed, val_fraction, test_fraction)
     else:
         if not num_folds >= 2:
-            raise SplitError(f"data.num_folds={num_folds}: need at least 2")
+            raise SplitError(f"split.num_folds={num_folds}: need at least 2")
         if not 0 <= fold < num_folds:
-            raise SplitError(
-                f"data.fold={fold}: must be in 0..{num_folds - 1} for data.num_folds={num_folds}"
-            )
+            raise SplitError(f"split.fold={fold}: must be in 0..{num_folds - 1} for split.num_folds={num_folds}")
         split = _kfold_split(clips, rng, seed, val_fraction, num_folds, fold)
     for name in PARTS:
         if not split.part(name):
@@ -101,7 +122,7 @@ def make_split(
     if split.speaker_independent:
         check_speaker_disjoint(split, clips)
     else:
-        log.warning("data.split=random is speaker-DEPENDENT: test speakers are also in training")
+        log.warning("split=random is speaker-DEPENDENT: test speakers are also in training")
     return split
 
 

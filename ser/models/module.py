@@ -13,10 +13,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
-from ser.checkpoint import CHECKPOINT_FORMAT
 from ser.data.batching import Batch
+from ser.features.augment import Mixup, SpecAugment
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.metrics import StageMetrics
+from ser.models.checkpoint import stamp
 
 log = logging.getLogger("ser.train")
 
@@ -43,14 +44,28 @@ class SERModule(L.LightningModule):
         sample_rate: int = 16000,
         classes: tuple[str, ...] | list[str] = CLASSES,
         monitor: str = "val/uar",
+        normalization: str = "global",
+        augment: Mapping[str, Any] | None = None,
+        feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+        class_counts: torch.Tensor | None = None,
     ) -> None:
+        """``feature_stats`` (mean, std of the training frames) and ``class_counts`` (training clips per
+        class) come from the data; they are not hyperparameters: the checkpoint keeps them as buffers."""
         super().__init__()
         # logger=False: the HPARAMS tab gets the full run config with final metrics at the end (ser.train).
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["feature_stats", "class_counts"])
         if len(classes) != NUM_CLASSES:
             raise ValueError(f"{len(classes)} class names given, the label scheme has {NUM_CLASSES}")
         self.net = instantiate(model, input_dim=input_dim)
         self.loss_fn = instantiate(loss)
+        augment = dict(augment or {})
+        self.spec_augment = SpecAugment(**augment["spec_augment"]) if augment.get("spec_augment") else None
+        self.mixup = Mixup(**augment["mixup"]) if augment.get("mixup") else None
+        self._augment_rng: torch.Generator | None = None
+        if feature_stats is not None:
+            self.net.normalizer.set_stats(*feature_stats)
+        if class_counts is not None:
+            self.loss_fn.set_class_counts(class_counts)
         self.train_metrics = StageMetrics()
         self.val_metrics = StageMetrics()
         self.test_metrics = StageMetrics()
@@ -67,22 +82,14 @@ class SERModule(L.LightningModule):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return self.loss_fn.probabilities(logits)
 
-    # -- set-up from the data -------------------------------------------------------------------------
-
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage != "fit" or dm is None or not hasattr(dm, "feature_stats"):
-            return
-        mean, std = dm.feature_stats()
-        self.net.normalizer.set_stats(mean, std)
-        counts = torch.bincount(torch.tensor(dm.datasets["train"].labels), minlength=NUM_CLASSES)
-        self.loss_fn.set_class_counts(counts)
-
     # -- steps -------------------------------------------------------------------------------------------
 
     def _step(self, batch: Batch, metrics: StageMetrics, stage: str) -> torch.Tensor:
-        logits = self(batch.features, batch.lengths)
-        loss = self.loss_fn(logits, batch.labels)
+        if stage == "train" and (self.spec_augment is not None or self.mixup is not None):
+            logits, loss = self._augmented_step(batch)
+        else:
+            logits = self(batch.features, batch.lengths)
+            loss = self.loss_fn(logits, batch.labels)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
@@ -100,6 +107,25 @@ class SERModule(L.LightningModule):
             sync_dist=True,
         )
         return loss
+
+    def _augmented_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and loss of a train batch under SpecAugment and/or mixup (draws from a seeded generator)."""
+        if self._augment_rng is None:
+            # Seeded from the run's seed (seed_everything), so augmented runs repeat exactly.
+            self._augment_rng = torch.Generator().manual_seed(torch.initial_seed() + self.global_rank)
+        features, lengths = batch.features, batch.lengths
+        if self.spec_augment is not None:
+            features = self.spec_augment(features, lengths, self._augment_rng)
+        if self.mixup is None:
+            logits = self(features, lengths)
+            return logits, self.loss_fn(logits, batch.labels)
+        mixed = self.mixup(features, lengths, batch.labels, self._augment_rng)
+        logits = self(mixed.features, mixed.lengths)
+        # Both losses are linear in the target, so this is the loss of the mixed soft target.
+        loss = mixed.lam * self.loss_fn(logits, mixed.targets_a) + (1 - mixed.lam) * self.loss_fn(
+            logits, mixed.targets_b
+        )
+        return logits, loss
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -175,6 +201,8 @@ class SERModule(L.LightningModule):
         sched_cfg = dict(self.hparams.scheduler)
         interval = sched_cfg.pop("interval", "epoch")
         monitor = sched_cfg.pop("monitor", self.hparams.monitor)
+        if sched_cfg.get("total_steps") == "auto":  # one-cycle: the whole run's optimizer steps
+            sched_cfg["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = instantiate(sched_cfg)(optimizer=optimizer)
         return {
             "optimizer": optimizer,
@@ -182,4 +210,4 @@ class SERModule(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ser_format"] = CHECKPOINT_FORMAT
+        stamp(checkpoint)

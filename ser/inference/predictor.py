@@ -1,10 +1,7 @@
-"""Prediction from a trained checkpoint: files, raw waves, sliding-window timelines and audio streams.
+"""The Predictor: a checkpoint's network and features classifying files, raw waves, timelines and streams.
 
-A checkpoint written by ``ser.train`` carries everything prediction needs: the class names, the
-audio sample rate, the feature extractor config, the network config and weights, and the training
-normalization statistics (buffers of the network's ``normalizer``). ``Predictor.from_checkpoint``
-loads it with ``torch.load(weights_only=True)`` and rebuilds the extractor and the network from the
-saved configs; nothing else (no data, no Hydra config) is read.
+``Predictor.from_checkpoint`` rebuilds extractor and network through :mod:`ser.models.checkpoint`
+(safe load, the ``_target_`` allow-list); nothing else (no data, no Hydra config) is read.
 
 Probabilities are what the trained module reports: softmax for the categorical loss, 12 independent
 sigmoids for the binary loss. The predicted class is the argmax either way.
@@ -15,192 +12,27 @@ consumes an iterator of audio blocks; an offline timeline is the same stream fed
 
 from __future__ import annotations
 
-import logging
 import os
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
-from ser.checkpoint import CHECKPOINT_FORMAT
 from ser.data.audio import AudioError, is_silent, load_audio
 from ser.data.corpus import audio_extensions, find_audio_files
+from ser.data.normalization import check_normalization, moments, standardize
+from ser.inference.prediction import InputFailure, Prediction
+from ser.models.checkpoint import rebuild
 
-log = logging.getLogger("ser.predict")
-
-REQUIRED_HPARAMS = ("model", "loss", "features", "sample_rate", "classes", "input_dim")
-REQUIRED_STATE = ("net.normalizer.mean", "net.normalizer.std")
-# Configs in a checkpoint are instantiated by name; only this project's classes are accepted, so a
-# crafted checkpoint cannot name an arbitrary callable (weights_only alone would not stop that).
-TRUSTED_TARGET_PREFIX = "ser."
 SILENCE_THRESHOLD = 1e-4
 # Cap on samples per padded feature batch, so one long file does not pull a batch of short ones
 # up to its length (and memory stays bounded: ~2 min of 16 kHz audio per batch).
 MAX_BATCH_SAMPLES = 2_000_000
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used for prediction; the message names the file and why."""
-
-
-@dataclass(frozen=True, eq=False)  # no field-wise ==: it would compare arrays
-class Prediction:
-    """Class probabilities of one clip, or of one window ``[start, end)`` seconds of a recording.
-
-    ``probabilities`` is None for a silent window of a timeline (nothing to classify).
-    """
-
-    path: str
-    classes: tuple[str, ...]
-    probabilities: np.ndarray | None
-    start: float | None = None
-    end: float | None = None
-    duration: float | None = None  # seconds of audio classified (not part of to_dict)
-
-    @property
-    def silent(self) -> bool:
-        return self.probabilities is None
-
-    @property
-    def index(self) -> int | None:
-        return None if self.probabilities is None else int(np.argmax(self.probabilities))
-
-    @property
-    def label(self) -> str | None:
-        i = self.index
-        return None if i is None else self.classes[i]
-
-    @property
-    def confidence(self) -> float | None:
-        i = self.index
-        return None if i is None or self.probabilities is None else float(self.probabilities[i])
-
-    @property
-    def gender(self) -> str | None:
-        return None if self.label is None else split_class(self.label)[0]
-
-    @property
-    def emotion(self) -> str | None:
-        return None if self.label is None else split_class(self.label)[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: path, [start, end, silent,] label, gender, emotion, probabilities by class name."""
-        out: dict[str, Any] = {"path": self.path}
-        if self.start is not None:
-            out.update(start=round(self.start, 6), end=round(float(self.end or 0.0), 6), silent=self.silent)
-        out.update(label=self.label, gender=self.gender, emotion=self.emotion)
-        out["probabilities"] = (
-            None
-            if self.probabilities is None
-            else {name: float(p) for name, p in zip(self.classes, self.probabilities, strict=True)}
-        )
-        return out
-
-
-@dataclass(frozen=True)
-class InputFailure:
-    """An input that gave no prediction (missing, not audio, empty, silent, too short) and why."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-def split_class(name: str) -> tuple[str, str]:
-    """("male", "sad") of "male_sad"; the checkpoint's class names follow ``<gender>_<emotion>``."""
-    gender, _, emotion = name.partition("_")
-    return gender, emotion
-
-
-# -- checkpoints ----------------------------------------------------------------------------------
-
-
-def _targets(cfg: Any) -> Iterator[str]:
-    """Every ``_target_`` in a (nested) config."""
-    if isinstance(cfg, Mapping):
-        for k, v in cfg.items():
-            if k == "_target_":
-                yield str(v)
-            else:
-                yield from _targets(v)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            yield from _targets(v)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Safely load a ``ser.train`` checkpoint and check it has what prediction needs."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (e.g. .../checkpoints/best.ckpt)")
-    if not zipfile.is_zipfile(path):
-        # torch.save has written zip archives since torch 1.6; anything else (audio renamed .ckpt,
-        # text, a truncated download) would only fail deeper in the unpickler with a cryptic message.
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint (not a torch.save zip archive); give a .ckpt written by ser.train"
-        )
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses objects other than tensors and plain containers.
-        raise CheckpointError(
-            f"{path}: refused by safe loading (weights_only): it holds objects other than tensors and plain "
-            f"containers, so it is not a ser checkpoint ({_first_line(exc)})"
-        ) from exc
-    except Exception as exc:  # zip/pickle readers raise RuntimeError, EOFError, ValueError, ... by damage
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
-            "give a .ckpt written by ser.train"
-        ) from exc
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a ser.train checkpoint")
-    fmt = ckpt.get("ser_format")
-    if fmt is None:
-        raise CheckpointError(
-            f"{path}: no 'ser_format' field: not a checkpoint written by ser.train (expected {CHECKPOINT_FORMAT})"
-        )
-    if fmt != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {fmt!r}; this version of ser reads {CHECKPOINT_FORMAT!r}")
-    hparams = ckpt.get("hyper_parameters")
-    state = ckpt.get("state_dict")
-    missing = []
-    if not isinstance(hparams, Mapping):
-        missing.append("hyper_parameters")
-    else:
-        missing += [f"hyper_parameters.{k}" for k in REQUIRED_HPARAMS if hparams.get(k) is None]
-    if not isinstance(state, Mapping):
-        missing.append("state_dict")
-    else:
-        missing += [f"state_dict.{k}" for k in REQUIRED_STATE if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}; it cannot be used for prediction")
-    assert isinstance(hparams, Mapping)
-    for key in ("model", "loss", "features"):
-        bad = [t for t in _targets(hparams[key]) if not t.startswith(TRUSTED_TARGET_PREFIX)]
-        if bad:
-            raise CheckpointError(
-                f"{path}: hyper_parameters.{key} names {bad}; only classes under "
-                f"'{TRUSTED_TARGET_PREFIX}' are instantiated from a checkpoint"
-            )
-    return ckpt
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -254,6 +86,7 @@ class Predictor:
         batch_size: int = 64,
         source: str = "",
         config: Mapping[str, Any] | None = None,
+        normalization: str = "global",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be at least 1")
@@ -267,39 +100,27 @@ class Predictor:
         self.source = source
         # The saved configs (features, model, loss, sample_rate, classes): exports embed them.
         self.config = dict(config or {})
-        self.min_samples = int(getattr(extractor, "min_samples", 2))
+        self.min_samples = int(extractor.min_samples)
+        # How the model's training features were normalized before the network (ser.data.normalization).
+        # utterance/speaker: each input by its own frames, unless fit_speaker() fixed one speaker's statistics.
+        self.normalization = check_normalization(normalization)
+        self.speaker_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64) -> Predictor:
-        """Rebuild extractor and network from a ``ser.train`` checkpoint (see module docstring)."""
-        ckpt = load_checkpoint(path)
-        hp = ckpt["hyper_parameters"]
-        try:
-            extractor = instantiate(dict(hp["features"]))
-            net = instantiate(dict(hp["model"]), input_dim=int(hp["input_dim"]))
-            loss = instantiate(dict(hp["loss"]))
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot rebuild the model from its saved config: {exc}") from exc
-        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the saved model config: {exc}") from exc
-        if int(getattr(extractor, "out_dim", hp["input_dim"])) != int(hp["input_dim"]):
-            raise CheckpointError(f"{path}: feature size {extractor.out_dim} != model input_dim {hp['input_dim']}")
-        mean, std = state["normalizer.mean"], state["normalizer.std"]
-        if bool((mean == 0).all()) and bool((std == 1).all()):
-            log.warning("%s: normalization statistics are the untrained defaults (mean 0, std 1)", path)
+        """Rebuild extractor and network from a ``ser.train`` checkpoint (see :func:`ser.models.checkpoint.rebuild`)."""
+        model = rebuild(path)
         return cls(
-            net,
-            extractor,
-            loss.probabilities,
-            hp["classes"],
-            int(hp["sample_rate"]),
+            model.net,
+            model.extractor,
+            model.loss.probabilities,
+            model.classes,
+            model.sample_rate,
             device=device,
             batch_size=batch_size,
-            source=str(path),
-            config={k: hp[k] for k in ("features", "model", "loss", "sample_rate", "classes", "input_dim")},
+            source=model.source,
+            config=model.config,
+            normalization=model.normalization,
         )
 
     # -- core ----------------------------------------------------------------------------------------
@@ -310,7 +131,28 @@ class Predictor:
         waves = waves.to(self.device)
         lengths = lengths.to(self.device)
         feats, frames = self.extractor(waves, lengths)
+        feats = self._normalize(feats, frames)
         return self.to_probabilities(self.net(feats, frames)).float().cpu()
+
+    def _normalize(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        if self.normalization == "global":
+            return feats  # the network standardizes with its stored training statistics
+        if self.speaker_stats is not None:
+            return standardize(feats, tuple(t.to(feats.device) for t in self.speaker_stats))
+        out = torch.zeros_like(feats)
+        for i, n in enumerate(frames.tolist()):
+            out[i, :n] = standardize(feats[i, :n], moments([feats[i, :n]]))
+        return out
+
+    @torch.inference_mode()
+    def fit_speaker(self, waves: Sequence[np.ndarray]) -> None:
+        """Treat ``waves`` (mono, at the model's rate) as one speaker: later inputs are normalized with
+        the statistics of all their frames, as training normalized each speaker (normalization=speaker)."""
+        blocks = []
+        for w in waves:
+            feats, frames = self.extractor(torch.from_numpy(np.asarray(w, np.float32))[None].to(self.device))
+            blocks.append(feats[0, : int(frames[0])].cpu())
+        self.speaker_stats = moments(blocks)
 
     def _check_length(self, n: int) -> None:
         if n < self.min_samples:
@@ -361,6 +203,9 @@ class Predictor:
             wave = load_audio(path, self.sample_rate)
         except AudioError as exc:
             return InputFailure(path, str(exc).removeprefix(f"{path}: "))
+        if not np.isfinite(wave).all():
+            # NaN would pass the silence test and come out as NaN probabilities with a made-up label.
+            return InputFailure(path, "holds NaN or inf samples; nothing to classify")
         if is_silent(wave, SILENCE_THRESHOLD):
             return InputFailure(path, f"silent: no sample above {SILENCE_THRESHOLD:g}, nothing to classify")
         if wave.size < self.min_samples:

@@ -1,4 +1,4 @@
-"""Acoustic front ends (log-mel, MFCC) as ``nn.Module``s built on ``torch.stft``.
+"""Spectral front ends (log-mel, MFCC) built on ``torch.stft``.
 
 The numbers match librosa's defaults (Slaney mel scale and area normalisation, centered framing with
 reflect padding, periodic Hann window) so features can be checked against a reference, but nothing
@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+
+from ser.features.base import FeatureExtractor
 
 __all__ = ["MFCC", "LogMel", "dct_matrix", "hz_to_mel", "mel_filterbank", "mel_to_hz", "savgol_kernel"]
 
@@ -85,7 +87,7 @@ def savgol_kernel(width: int, order: int) -> np.ndarray:
     return math.factorial(order) * np.linalg.pinv(vander)[order]
 
 
-class LogMel(nn.Module):
+class LogMel(FeatureExtractor):
     """Log-mel filterbank energies in dB: waves [B, N] -> features [B, T, n_mels], frame lengths [B]."""
 
     def __init__(
@@ -99,15 +101,13 @@ class LogMel(nn.Module):
         f_max: float | None = None,
         amin: float = 1e-10,
     ) -> None:
-        super().__init__()
         if not 0 < win_length <= n_fft:
             raise ValueError(f"need 0 < win_length <= n_fft, got win_length={win_length}, n_fft={n_fft}")
         if hop_length <= 0 or n_mels <= 0 or amin <= 0:
             raise ValueError("hop_length, n_mels and amin must be positive")
-        self.sample_rate = int(sample_rate)
+        super().__init__(sample_rate, hop_length)
         self.n_fft = int(n_fft)
         self.win_length = int(win_length)
-        self.hop_length = int(hop_length)
         self.n_mels = int(n_mels)
         self.f_min = float(f_min)
         self.f_max = None if f_max is None else float(f_max)
@@ -155,29 +155,15 @@ class LogMel(nn.Module):
         keep = torch.arange(num + 2 * self.pad, device=waves.device) < ends + 2 * self.pad
         return torch.where(keep, padded, 0.0)
 
-    def _check(self, waves: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate shapes and lengths; float32 waves and long lengths on the waves' device."""
-        if waves.dim() != 2:
-            raise ValueError(f"expected waves of shape [batch, samples], got {tuple(waves.shape)}")
-        batch, num = waves.shape
-        if lengths is None:
-            lengths_t = torch.full((batch,), num, dtype=torch.long, device=waves.device)
-        else:
-            lengths_t = torch.as_tensor(lengths, device=waves.device).long().reshape(-1)
-            if lengths_t.numel() != batch:
-                raise ValueError(f"got {lengths_t.numel()} lengths for a batch of {batch} clips")
-            if batch and int(lengths_t.max()) > num:
-                raise ValueError(f"a length exceeds the padded batch width of {num} samples")
-        if batch and int(lengths_t.min()) < self.min_samples:
-            raise ValueError(
-                f"clip of {int(lengths_t.min())} samples is too short: reflect padding by n_fft // 2 = "
-                f"{self.pad} needs at least {self.min_samples} samples"
-            )
-        return waves.float(), lengths_t
+    def too_short(self, num_samples: int) -> str:
+        return (
+            f"clip of {num_samples} samples is too short: reflect padding by n_fft // 2 = "
+            f"{self.pad} needs at least {self.min_samples} samples"
+        )
 
     def _log_mel(self, waves: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unmasked dB log-mel [B, T, n_mels] and frame lengths; frames past a clip's end hold junk."""
-        waves, lengths_t = self._check(waves, lengths)
+        waves, lengths_t = self.check_batch(waves, lengths)
         # Without lengths every clip fills the batch, so the batch-wide reflect pad is already exact.
         padded = self._pad_clips(waves, None if lengths is None else lengths_t)
         spec = torch.stft(
@@ -198,21 +184,16 @@ class LogMel(nn.Module):
         log_mel = 10.0 * torch.log10(mel.clamp(min=self.amin))
         return log_mel, self.num_frames(lengths_t)
 
-    @staticmethod
-    def _mask(features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-        valid = torch.arange(features.shape[1], device=features.device) < frame_lengths.unsqueeze(1)
-        return features * valid.unsqueeze(-1)
-
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """waves [B, N] (zero padded past each clip's length) -> (features [B, T, F], frame_lengths [B]).
 
         T = ``num_frames(N)``; ``lengths=None`` means every clip fills all N samples.
         """
         log_mel, frame_lengths = self._log_mel(waves, lengths)
-        return self._mask(log_mel, frame_lengths), frame_lengths
+        return self.mask_frames(log_mel, frame_lengths), frame_lengths
 
 
-class MFCC(nn.Module):
+class MFCC(FeatureExtractor):
     """MFCCs (orthonormal DCT-II of the dB log-mel), optionally with delta and delta-delta appended."""
 
     def __init__(
@@ -229,22 +210,22 @@ class MFCC(nn.Module):
         amin: float = 1e-10,
         delta_width: int = 9,
     ) -> None:
-        super().__init__()
         if not 0 < n_mfcc <= n_mels:
             raise ValueError(f"need 0 < n_mfcc <= n_mels, got n_mfcc={n_mfcc}, n_mels={n_mels}")
         if deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {deltas}")
         if delta_width < 3 or delta_width % 2 == 0:
             raise ValueError(f"delta_width must be an odd integer >= 3, got {delta_width}")
+        # LogMel validates the framing arguments before the base class records them.
+        logmel = LogMel(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, amin)
+        super().__init__(logmel.sample_rate, logmel.hop_length)
+        self.logmel = logmel
         self.n_mfcc = int(n_mfcc)
         self.deltas = int(deltas)
         self.delta_width = int(delta_width)
-        self.logmel = LogMel(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, amin)
         # Same framing attributes as LogMel, so callers can read either extractor the same way.
-        self.sample_rate = self.logmel.sample_rate
         self.n_fft = self.logmel.n_fft
         self.win_length = self.logmel.win_length
-        self.hop_length = self.logmel.hop_length
         dct = dct_matrix(self.n_mfcc, self.logmel.n_mels).T
         self.register_buffer("dct", torch.tensor(dct, dtype=torch.float32), persistent=False)
         # Row k-1 holds the taps of the k-th derivative (delta, delta-delta).
@@ -287,4 +268,4 @@ class MFCC(nn.Module):
         log_mel, frame_lengths = self.logmel._log_mel(waves, lengths)
         mfcc = torch.matmul(log_mel, self.dct)
         feats = torch.cat([mfcc, *self._deltas(mfcc, frame_lengths)], dim=-1) if self.deltas else mfcc
-        return LogMel._mask(feats, frame_lengths), frame_lengths
+        return self.mask_frames(feats, frame_lengths), frame_lengths

@@ -6,15 +6,28 @@ import csv
 import re
 from pathlib import Path
 
-from ser.data.corpus import CorpusIndex, Exclusion, check_corpus_root, make_clip, unparsed
-from ser.data.sources import DataError
+from ser.data.corpus import Corpus, DataError, Listing, Recording, check_corpus_root, unparsed, wrong_corpus_error
 
-CORPUS = "crema_d"
+NAME = "crema_d"
+DEFAULT_FOLDER = "crema-d"
+HELP = """\
+CREMA-D (91 actors, 7,442 clips): https://www.kaggle.com/datasets/ejlok1/cremad
+  or the official release https://github.com/CheyneyComputerScience/CREMA-D (AudioWAV/ and
+  VideoDemographics.csv, which gives each actor's sex; without it ser uses its built-in table).
+  Layout: <crema_d root>/AudioWAV/1001_DFA_ANG_XX.wav (any sub-folder and any format libsndfile reads)."""
 
-EMOTIONS = {"SAD": "sad", "ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral"}
+# Native emotion code -> the scheme's emotion (all six are in the 12-class scheme).
+EMOTIONS: dict[str, str | None] = {
+    "SAD": "sad",
+    "ANG": "angry",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happy",
+    "NEU": "neutral",
+}
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 LEVELS = ("LO", "MD", "HI", "XX")
-NAME = re.compile(
+PATTERN = re.compile(
     rf"^(?P<actor>\d{{4}})_(?P<sentence>{'|'.join(SENTENCES)})_(?P<emotion>{'|'.join(EMOTIONS)})"
     rf"_(?P<level>{'|'.join(LEVELS)})$"
 )
@@ -44,9 +57,7 @@ def read_demographics(path: Path) -> dict[str, str]:
         for row in reader:
             sex = row["Sex"].strip().lower()
             if sex not in ("male", "female"):
-                raise DataError(
-                    f"{path}: actor {row['ActorID']} has Sex {row['Sex']!r}, expected Male/Female"
-                )
+                raise DataError(f"{path}: actor {row['ActorID']} has Sex {row['Sex']!r}, expected Male/Female")
             genders[row["ActorID"].strip()] = sex
     return genders
 
@@ -56,31 +67,32 @@ def find_demographics(root: Path) -> Path | None:
     return hits[0] if hits else None
 
 
-def index_crema_d(root: Path) -> CorpusIndex:
-    """Index every CREMA-D clip below ``root``."""
-    files = check_corpus_root(CORPUS, root)
+def index_crema_d(root: Path, progress: bool = False) -> Listing:
+    """Every CREMA-D recording below ``root``."""
+    files = check_corpus_root(NAME, root, HELP)
     demographics = find_demographics(root)
     genders = read_demographics(demographics) if demographics else BUILTIN_GENDERS
-    index = CorpusIndex()
+    listing = Listing(roots={NAME: str(root)})
     unknown_actors: set[str] = set()
     for path in files:
-        m = NAME.match(path.stem)
+        m = PATTERN.match(path.stem)
         if not m:
-            index.excluded.append(unparsed(path, CORPUS, EXPECTED))
+            listing.excluded.append(unparsed(path, NAME, EXPECTED))
             continue
         actor = m["actor"]
         gender = genders.get(actor) or BUILTIN_GENDERS.get(actor)
         if gender is None:
             unknown_actors.add(actor)
             continue
-        index.clips.append(
-            make_clip(
-                f"{CORPUS}/{path.stem}",
-                path,
-                CORPUS,
-                speaker=f"{CORPUS}/{actor}",
+        listing.recordings.append(
+            Recording(
+                clip_id=f"{NAME}/{path.stem}",
+                path=str(path),
+                corpus=NAME,
+                speaker=f"{NAME}/{actor}",
                 gender=gender,
                 emotion=EMOTIONS[m["emotion"]],
+                native=m["emotion"],
                 sentence=m["sentence"],
                 intensity=m["level"],
             )
@@ -92,18 +104,9 @@ def index_crema_d(root: Path) -> CorpusIndex:
             "the 91 actors of the official release; their gender is unknown. Add them to "
             "VideoDemographics.csv (columns ActorID, Sex) or remove their clips."
         )
-    if not index.clips:
-        raise DataError(_wrong_corpus_message(root, index.excluded))
-    return index
+    if not listing.recordings:
+        raise wrong_corpus_error(NAME, root, files, listing.excluded, EXPECTED, HELP)
+    return listing
 
 
-def _wrong_corpus_message(root: Path, excluded: list[Exclusion]) -> str:
-    from ser.data.sources import missing_corpus_message
-
-    example = Path(excluded[0].path).name if excluded else "?"
-    return missing_corpus_message(
-        CORPUS,
-        str(root),
-        f"none of the {len(excluded)} audio files is named {EXPECTED}, e.g. {example!r}; "
-        "is this another corpus' folder?",
-    )
+CORPUS = Corpus(name=NAME, default_folder=DEFAULT_FOLDER, help=HELP, index=index_crema_d)

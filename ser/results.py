@@ -1,0 +1,331 @@
+"""The run record without torch: metric names, writing and reading ``metrics.json``, loading a sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ser.labels import NUM_CLASSES
+
+# Scalar metrics logged as <stage>/<name>; these are also the plain names in metrics.json.
+SCALARS: tuple[str, ...] = ("accuracy", "uar", "macro_f1", "emotion_accuracy", "gender_accuracy", "binary_accuracy")
+DISPLAY_NAMES: dict[str, str] = {
+    "accuracy": "accuracy (12-class)",
+    "uar": "UAR",
+    "macro_f1": "macro-F1",
+    "emotion_accuracy": "6-emotion accuracy",
+    "gender_accuracy": "gender accuracy",
+    "binary_accuracy": "binary_accuracy (per output)",
+}
+# Per-output accuracy of a model that says "no" to every class, on one-hot targets: 11/12.
+TRIVIAL_BINARY_ACCURACY = (NUM_CLASSES - 1) / NUM_CLASSES
+RECORD_FILE = "metrics.json"
+# What a run was, beside its metrics (the columns a sweep table shows when they did not vary).
+META_FIELDS: tuple[str, ...] = ("loss", "seed", "split", "fold", "epochs", "epoch_time_s", "wall_time_s")
+# Record fields that name the object a config group built; they stand for that group in a sweep's parameters.
+NAMED_GROUPS: tuple[str, ...] = ("loss",)
+
+
+def display_name(metric: str) -> str:
+    """'uar' -> 'UAR'; unknown names unchanged."""
+    return DISPLAY_NAMES.get(metric, metric)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def _clean(x: Any) -> Any:
+    """NaN and infinities as None (JSON null): strict JSON readers reject them."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Indented JSON written atomically: a reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_clean(data), indent=2)  # before any file exists: a value JSON cannot hold leaves nothing
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with tmp.open("x") as fh:  # a plain open, so the file gets the usual permissions (umask)
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def run_record(
+    *,
+    test: Mapping[str, Any],
+    best_val: Mapping[str, Any] | None,
+    loss: str,
+    seed: int | None,
+    split: str,
+    fold: int | None,
+    data: Mapping[str, Any],
+    epochs: int,
+    epoch_time_s: float | None,
+    wall_time_s: float,
+    best_checkpoint: str,
+) -> dict[str, Any]:
+    """The record of a completed run: test metrics under plain names, then what the run was.
+
+    ``loss`` is the loss object's ``name`` and ``split``/``fold`` come from the Split that was made,
+    so a record says what ran, whatever config spelled it.
+    """
+    record: dict[str, Any] = {k: test.get(k) for k in SCALARS}
+    record["per_class_recall"] = test.get("per_class_recall", {})
+    record["trivial_binary_accuracy"] = TRIVIAL_BINARY_ACCURACY
+    record["best_val"] = {k: best_val.get(k) for k in (*SCALARS, "epoch")} if best_val else {}
+    record.update(
+        status="ok",
+        loss=str(loss),
+        seed=seed,
+        split=str(split),
+        fold=int(fold) if fold is not None else None,
+        data=dict(data),
+        epochs=epochs,
+        epoch_time_s=epoch_time_s,
+        wall_time_s=round(wall_time_s, 2),
+        best_checkpoint=best_checkpoint,
+        confusion=test.get("confusion"),
+    )
+    return record
+
+
+def failure_record(exc: BaseException, overrides: Iterable[str]) -> dict[str, Any]:
+    """The record of a run that raised: enough for a sweep report to list it with its overrides."""
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "overrides": [str(o) for o in overrides]}
+
+
+def write_record(out_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """``out_dir/metrics.json``."""
+    return write_json(Path(out_dir) / RECORD_FILE, dict(record))
+
+
+def read_record(folder: str | Path) -> dict[str, Any] | None:
+    """The record of a run folder; None without metrics.json, OSError/ValueError when it cannot be read.
+
+    Records of every version read the same: the fields have only been added to, never renamed.
+    """
+    path = Path(folder) / RECORD_FILE
+    if not path.is_file():
+        return None
+    loaded = json.loads(path.read_text())
+    return loaded if isinstance(loaded, dict) else {}
+
+
+# --------------------------------------------------------------------------------------- sweep jobs
+
+
+@dataclass
+class Job:
+    """One job folder of a sweep (or a job the sweep expected that has no folder)."""
+
+    id: str
+    status: str  # ok | failed | missing (no metrics.json) | not run (no folder)
+    path: Path | None
+    overrides: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    def value(self, metric: str) -> float:
+        """A test metric as float; NaN where the run has none."""
+        v = self.metrics.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+    @property
+    def split(self) -> str | None:
+        # The record says which split was made; the config only for jobs that left no record.
+        split = self.metrics.get("split") or _split_config(self.config).get("strategy")
+        return str(split) if split is not None else None
+
+    @property
+    def fold(self) -> Any:
+        if self.metrics.get("fold") is not None:
+            return self.metrics["fold"]
+        for key in ("split.fold", "data.fold", "fold"):
+            if key in self.params:
+                return self.params[key]
+        return _split_config(self.config).get("fold") if self.split == "kfold" else None
+
+
+def _split_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A job config's split settings: the ``split`` group, or ``data.split``/``data.fold`` of older runs."""
+    group = config.get("split")
+    if isinstance(group, dict):
+        return group
+    data = config.get("data")
+    data = data if isinstance(data, dict) else {}
+    return {"strategy": data.get("split"), "fold": data.get("fold")}
+
+
+def _parse_value(text: str) -> Any:
+    """An override value as YAML would read it ("3" -> 3), kept as text when it is not a scalar."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (str, int, float, bool)) or value is None else text
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """{"key": value} of Hydra override strings; ``+``/``++`` prefixes dropped, ``~key`` kept as deleted."""
+    params: dict[str, Any] = {}
+    for item in overrides:
+        item = str(item)
+        if item.startswith("~"):
+            params[item[1:].split("=", 1)[0]] = "<deleted>"
+            continue
+        key, sep, value = item.lstrip("+").partition("=")
+        if sep and not key.startswith("hydra"):
+            params[key] = _parse_value(value)
+    return params
+
+
+def job_params(
+    overrides: Sequence[str], metrics: Mapping[str, Any], choices: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The overrides of a job, with each named group (``loss``) taken from what actually ran.
+
+    The record names the object (an experiment may have chosen it); a job without a record falls back
+    on Hydra's recorded choice of the config group, then on the override.
+    """
+    params = parse_overrides(overrides)
+    for group in NAMED_GROUPS:
+        override = params.pop(group, None)
+        params.pop(f"{group}._target_", None)
+        name = metrics.get(group) or (choices or {}).get(group) or override
+        if name is not None:
+            params[group] = name
+    return params
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _choices(folder: Path) -> dict[str, Any]:
+    """Hydra's record of which option of each config group a job ran ({"loss": "binary", ...})."""
+    try:
+        choices = _read_yaml(folder / ".hydra" / "hydra.yaml")["hydra"]["runtime"]["choices"]
+    except (KeyError, TypeError):
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
+def _log_hint(folder: Path) -> str:
+    """The last error line of a job's log, for jobs that died before writing metrics.json."""
+    for log in sorted(folder.glob("*.log")):
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower() or "exception" in ln.lower()]
+        if errors or lines:
+            return f"{log.name}: {(errors or lines)[-1]}"
+    return ""
+
+
+def load_job(folder: Path, expected: Sequence[str] | None = None) -> Job:
+    """One job folder. A broken or absent metrics.json makes a failed/missing job, never an exception."""
+    config = _read_yaml(folder / ".hydra" / "config.yaml")
+    config = config if isinstance(config, dict) else {}
+    overrides = _read_yaml(folder / ".hydra" / "overrides.yaml")
+    metrics: dict[str, Any] = {}
+    error = ""
+    try:
+        record = read_record(folder)
+    except (OSError, ValueError) as exc:
+        record, status, error = None, "failed", f"unreadable metrics.json: {exc}"
+    else:
+        if record is None:
+            status = "missing"
+            hint = _log_hint(folder)
+            error = "no metrics.json (the job died before writing it)" + (f"; {hint}" if hint else "")
+        else:
+            metrics = record
+            status = str(metrics.get("status", "ok"))
+            error = str(metrics.get("error") or "")
+    if not isinstance(overrides, list):
+        overrides = metrics.get("overrides") or list(expected or [])
+    overrides = [str(o) for o in overrides]
+    return Job(
+        id=folder.name,
+        status=status,
+        path=folder,
+        overrides=overrides,
+        params=job_params(overrides, metrics, _choices(folder)),
+        metrics=metrics,
+        config=config,
+        error=error,
+    )
+
+
+def expected_overrides(sweep_dir: Path) -> list[list[str]] | None:
+    """Overrides of every job a basic-sweeper sweep launched, in job-number order (from multirun.yaml).
+
+    Lets jobs that never got a folder be listed too. None for other sweepers (Optuna decides as it goes)
+    or when multirun.yaml is absent or unreadable.
+    """
+    cfg = _read_yaml(sweep_dir / "multirun.yaml")
+    hydra_cfg = cfg.get("hydra", {}) if isinstance(cfg, dict) else {}
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        task = [str(o) for o in (hydra_cfg.get("overrides", {}).get("task") or [])]
+        parsed = OverridesParser.create().parse_overrides(params + task)
+        return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # a private Hydra API or an exotic override: listing gaps is a nicety only
+        return None
+
+
+def load_sweep(sweep_dir: str | Path) -> list[Job]:
+    """Every job of a sweep folder (numbered subfolders), plus expected jobs that have no folder."""
+    sweep_dir = Path(sweep_dir)
+    expected = expected_overrides(sweep_dir) or []
+    folders = {int(p.name): p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+    last = max([*folders, len(expected) - 1], default=-1)
+    jobs = []
+    for num in range(last + 1):
+        known = expected[num] if num < len(expected) else None
+        if num in folders:
+            jobs.append(load_job(folders[num], known))
+        else:
+            # A numbering gap or an expected job without a folder: it never started (or was deleted).
+            overrides = list(known or [])
+            jobs.append(
+                Job(
+                    id=str(num),
+                    status="not run",
+                    path=None,
+                    overrides=overrides,
+                    params=job_params(overrides, {}),
+                    error="no job folder",
+                )
+            )
+    return jobs

@@ -1,0 +1,1 @@
+"""Hyperparameter search helpers of ``ser.tune``: search spaces and Optuna studies."""
