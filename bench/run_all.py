@@ -1,12 +1,12 @@
 """Run the benchmarks with quick defaults (``make bench``); each prints its own table and target checks.
 
-    .venv/bin/python bench/run_all.py                   # quick: ~5 minutes on 2 cores
+    .venv/bin/python bench/run_all.py                   # quick: ~5-7 minutes on 2 cores
     .venv/bin/python bench/run_all.py --full            # each script's own (longer) defaults
-    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict
+    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict, models
 
 Every figure is a ratio against a reference measured in the same run (see bench/README.md); the machine
 may be loaded, so the absolute seconds are for orientation only. Without the real corpora under
-``--data-root`` the feature benchmark is skipped and the training benchmark uses the demo corpus.
+``--data-root`` the feature benchmark is skipped and the training and model benchmarks use the demo corpus.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ QUICK = {
     "lstm": ["--batches", "2", "--repeats", "3"],
     "training": ["--batches", "20", "--repeats", "3"],
     "predict": ["--minutes", "5"],
+    "models": ["--batches", "20", "--repeats", "3"],
 }
 SCRIPTS = {
     "features": "bench_features.py",
     "lstm": "bench_lstm_padding.py",
     "training": "bench_training.py",
     "predict": "bench_predict.py",
+    "models": "bench_models.py",
 }
 
 
@@ -51,7 +53,7 @@ def main() -> int:
                 print(f"\n=== features: skipped, no crema-d/ and savee/ under {data}")
                 continue
             cmd += ["--data-root", str(data)]
-        if name == "training":
+        if name in ("training", "models"):
             cmd += ["--data-root", str(data)] if real else ["--demo"]
         print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()

@@ -163,7 +163,7 @@ class Job:
     def fold(self) -> Any:
         if self.metrics.get("fold") is not None:
             return self.metrics["fold"]
-        for key in ("split.fold", "data.fold", "fold"):
+        for key in ("split.fold", "data.fold", "fold", "split.test_corpus", "split.speaker"):
             if key in self.params:
                 return self.params[key]
         return _split_config(self.config).get("fold") if self.split == "kfold" else None

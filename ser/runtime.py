@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+# Set by a command's task function when it starts: an OSError before it is Hydra failing to make the run folder.
+_TASK_STARTED = False
 
 
 def setup_logging(prefix: str) -> None:
@@ -57,3 +64,91 @@ def seed_everything(seed: int | None) -> None:
         import lightning as L
 
         L.seed_everything(int(seed), workers=True)
+
+
+# --------------------------------------------------------------------------------- run folders
+
+
+def runs_subdir(corpora: Any) -> str:
+    """``demo/`` for runs on the synthetic demo corpus alone, so they land apart from real-data runs."""
+    names = [corpora] if isinstance(corpora, str) else list(corpora or [])
+    return "demo/" if [str(n) for n in names] == ["demo"] else ""
+
+
+def register_resolvers() -> None:
+    """``${ser.runs:${data.corpora}}`` in conf/hydra/default.yaml (registered on import of this module)."""
+    if not OmegaConf.has_resolver("ser.runs"):
+        OmegaConf.register_new_resolver("ser.runs", runs_subdir)
+
+
+register_resolvers()
+
+
+def is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not inside a Hydra app
+        return False
+
+
+def task_started() -> None:
+    """Called first thing by a command's task function (see :func:`run_command`)."""
+    global _TASK_STARTED
+    _TASK_STARTED = True
+
+
+def mark_failed(out_dir: str | Path) -> Path | None:
+    """The folder of a failed single run: removed when it holds only Hydra's config copy and logs, else renamed
+    ``<name>-FAILED``. Sweep job folders keep their number (the sweep report lists their failure)."""
+    out_dir = Path(out_dir)
+    if is_multirun() or not out_dir.is_dir():
+        return out_dir if out_dir.is_dir() else None
+    own = [p for p in out_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
+    if not own:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return None
+    target = out_dir.with_name(out_dir.name + "-FAILED")
+    try:
+        out_dir.rename(target)
+    except OSError:
+        return out_dir
+    return target
+
+
+def run_command(main: Callable[[], Any], prog: str, config_dir: str, config_name: str) -> None:
+    """Run a ``@hydra.main`` function; a mistake in the command line is one line on stderr and exit code 2.
+
+    Covers what Hydra reports before the task runs: an unknown config key or group option (with the nearest
+    that exists), an override that does not parse, and a run folder that cannot be created.
+    """
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from ser.validate import explain_hydra_error
+
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra then raises instead of printing its own message with a hint about '+key'.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (ConfigCompositionException, OverrideParseException) as exc:
+        overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+        print(f"{prog}: {explain_hydra_error(exc, config_dir, config_name, overrides)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if _TASK_STARTED:
+            raise
+        where = exc.filename or "the run folder"
+        print(
+            f"{prog}: cannot create {where}: {exc.strerror or exc}; "
+            "point paths.log_dir (or hydra.run.dir) at a writable folder",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous

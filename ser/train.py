@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,27 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import classification_report
 
-from ser.config import hparams_of, instantiate_group, to_plain
+from ser.config import flatten, hparams_of, instantiate_group, to_plain
 from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
-from ser.data.report import format_report
+from ser.data.splits import SplitError
 from ser.labels import CLASSES
+from ser.logs import console_callbacks, data_report_text, prints_full_report, quiet_third_party, show_bars
+from ser.models.checkpoint import CheckpointError, data_record, load_checkpoint
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
 from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY, failure_record, run_record, write_record
-from ser.runtime import configure_threads, seed_everything
+from ser.runtime import configure_threads, is_multirun, mark_failed, run_command, seed_everything, task_started
+from ser.validate import ConfigError, checkpoint_mismatch, validate
 
 log = logging.getLogger("ser.train")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-# Lightning's advice to add dataloader workers does not apply: features are already in memory.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# A user's mistake, found before work: one line on stderr and exit code 2, not a traceback.
+USER_ERRORS = (DataError, ConfigError, CheckpointError, SplitError)
 
 
 def build_datamodule(cfg: DictConfig) -> SERDataModule:
@@ -54,6 +55,7 @@ def build_module(
     input_dim: int,
     feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     class_counts: torch.Tensor | None = None,
+    data_record: dict[str, Any] | None = None,
 ) -> SERModule:
     """The LightningModule, handed what it needs from the data: feature statistics and class counts."""
     return SERModule(
@@ -70,6 +72,7 @@ def build_module(
         augment=to_plain(cfg.get("augment")) or None,
         feature_stats=feature_stats,
         class_counts=class_counts,
+        data_record=data_record,
     )
 
 
@@ -90,23 +93,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def _run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
+    validate(cfg)  # values that cannot work and unwritable folders stop here, before indexing and training
+    bars = show_bars(cfg.get("progress"))
+    quiet_third_party()
     configure_threads(cfg)
     seed_everything(cfg.get("seed"))
 
     datamodule = build_datamodule(cfg)
+    datamodule.progress = datamodule.progress and bars
     datamodule.build_index()  # a missing or wrong corpus fails here, before any work
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    if not loggers:  # Lightning refuses a learning-rate monitor without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer, callbacks, loggers = build_trainer(cfg, bars)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, datamodule.input_dim, datamodule.feature_stats(), datamodule.class_counts())
-    for lg in loggers:
-        if isinstance(lg, TensorBoardLogger) and trainer.is_global_zero:
-            lg.experiment.add_text("data_report", "```\n" + format_report(datamodule.report) + "\n```")
+    # The checkpoint records which speakers trained, validated and tested it (ser.eval refuses overlap).
+    record = data_record(datamodule.corpora.names, datamodule.split, datamodule.clips)
+    module = build_module(cfg, datamodule.input_dim, datamodule.feature_stats(), datamodule.class_counts(), record)
+    check_checkpoint(cfg, module)
+    if trainer.is_global_zero:
+        report_data(datamodule, loggers)
 
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -116,19 +121,76 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         ckpt = best_path or ("last" if cfg.get("train", True) else cfg.get("ckpt_path"))
         if not best_path:
             log.warning("no best checkpoint; testing the %s weights", ckpt or "current")
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)
+        # The metrics table only on a terminal: a log has them in the "test:" line below.
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=bars)
 
     metrics = collect_metrics(cfg, module, datamodule, trainer, best_path, time.perf_counter() - start)
     if trainer.is_global_zero:
         write_artifacts(out_dir, metrics, module)
         log_hparams(loggers, cfg, metrics)
-        log.info(
-            "test: accuracy %.4f | UAR %.4f | macro-F1 %.4f | binary_accuracy %.4f (all-'no' model: %.4f) -> %s",
-            *(metrics.get(k, float("nan")) for k in ("accuracy", "uar", "macro_f1", "binary_accuracy")),
-            TRIVIAL_BINARY_ACCURACY,
-            out_dir,
-        )
+        if metrics.get("uar") is not None:  # test=false (e.g. a tuning trial) has no test figures
+            log.info(
+                "test: accuracy %.4f | UAR %.4f | macro-F1 %.4f | binary_accuracy %.4f (all-'no' model: %.4f) -> %s",
+                *(metrics[k] for k in ("accuracy", "uar", "macro_f1", "binary_accuracy")),
+                TRIVIAL_BINARY_ACCURACY,
+                out_dir,
+            )
+    finish_loggers(loggers)
     return metrics
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close runs of loggers that keep a process-wide current run (wandb): the next job of a sweep or
+    the next tuning trial in this process must start its own run, not log into this one."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish()
+
+
+def build_trainer(cfg: DictConfig, bars: bool) -> tuple[L.Trainer, list, list]:
+    """The Trainer with its callbacks and loggers; a progress bar only when ``bars`` (and the trainer allows it)."""
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # Lightning refuses a learning-rate monitor without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # trainer.enable_progress_bar=false is the same switch as progress=none (the bar callback is dropped).
+    bars = bars and cfg.trainer.get("enable_progress_bar", True) is not False
+    callbacks = console_callbacks(callbacks, bars, bool(cfg.trainer.get("enable_model_summary", True)))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bars
+    )
+    return trainer, callbacks, loggers
+
+
+def check_checkpoint(cfg: DictConfig, module: SERModule) -> None:
+    """``ckpt_path`` must be a ser checkpoint of the model this config builds (same sizes), before any work."""
+    path = cfg.get("ckpt_path")
+    if not path:
+        return
+    ckpt = load_checkpoint(path)  # CheckpointError: missing, not a checkpoint, not written by ser.train
+    expected = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
+    mismatch = checkpoint_mismatch(ckpt["state_dict"], expected)
+    if mismatch is None:
+        return
+    theirs, ours = flatten(ckpt["hyper_parameters"].get("model") or {}), flatten(to_plain(cfg.model))
+    differ = [f"model.{k}={v}" for k, v in theirs.items() if ours.get(k) != v]
+    trained = f"; it was trained with {' '.join(differ)}" if differ else ""
+    raise ConfigError(f"ckpt_path={path}: the checkpoint holds another model size ({mismatch}){trained}")
+
+
+def report_data(datamodule: SERDataModule, loggers: list) -> None:
+    """The data report and split summary, printed once: in full, except by a sweep's later jobs (one line)."""
+    try:
+        job_num = OmegaConf.select(HydraConfig.get(), "job.num", default=None, throw_on_missing=False)
+    except ValueError:  # called outside a Hydra app
+        job_num = None
+    assert datamodule.report is not None
+    summary = datamodule.summary()
+    log.info("%s", data_report_text(datamodule.report, summary, full=prints_full_report(job_num)))
+    for lg in loggers:
+        if isinstance(lg, TensorBoardLogger):
+            text = data_report_text(datamodule.report, summary, full=True)
+            lg.experiment.add_text("data_report", "```\n" + text + "\n```")
 
 
 def collect_metrics(cfg, module, datamodule, trainer, best_path, wall) -> dict[str, Any]:
@@ -185,15 +247,21 @@ def log_hparams(loggers: list, cfg: DictConfig, metrics: dict[str, Any]) -> None
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    task_started()
     out_dir = Path(cfg.paths.output_dir)
     try:
         metrics = run(cfg)
-    except DataError as exc:
-        log.error("%s", exc)
+    except USER_ERRORS as exc:
+        if is_multirun():  # the job folder stays: its log says why
+            log.error("%s", exc)
         print(f"\nser.train: {exc}", file=sys.stderr)
+        mark_failed(out_dir)
         sys.exit(2)
     except Exception as exc:
         write_record(out_dir, failure_record(exc, HydraConfig.get().overrides.task))
+        failed = mark_failed(out_dir)
+        if failed is not None and failed != out_dir:
+            print(f"ser.train: the run failed; its folder is now {failed}", file=sys.stderr)
         raise
     name = str(cfg.get("optimized_metric") or "")
     if name.startswith("val/"):
@@ -203,5 +271,10 @@ def main(cfg: DictConfig) -> float | None:
     return float(value) if value is not None else None
 
 
+def cli() -> None:
+    """``python -m ser.train`` / ``ser-train``: a mistake in the command line is one line and exit code 2."""
+    run_command(main, "ser.train", CONFIG_DIR, "train")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

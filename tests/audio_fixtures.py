@@ -1,4 +1,4 @@
-"""Small synthetic audio trees with the real CREMA-D and SAVEE file-naming schemes, for the data tests.
+"""Small synthetic audio trees with the real file-naming schemes of each corpus, for the data tests.
 
 A plain module (not a conftest): import what you need, e.g.
 ``from audio_fixtures import make_crema_tree``. Nothing here touches the real datasets.
@@ -171,6 +171,94 @@ def make_savee_tree(
                 seed = stable_seed(key)
                 paths.append(write_wav(path, _duration(key, seconds), sr, freq=120.0 + seed % 150, seed=seed))
     return paths
+
+
+def make_ravdess_tree(
+    root: str | Path,
+    actors: Iterable[int] = (1, 2),
+    emotions: Sequence[str] = ("01", "02", "03", "04", "05", "06", "07", "08"),
+    channel: str = "01",
+    modality: str = "03",
+    statements: Sequence[str] = ("01",),
+    nested: str = "",
+    sr: int = 16000,
+    seconds: float = 0.2,
+) -> list[Path]:
+    """RAVDESS ``<root>/<nested>/Actor_NN/MM-CC-EE-II-SS-RR-NN.wav`` (intensity 01, repetition 01)."""
+    root = Path(root) / nested if nested else Path(root)
+    paths = []
+    for actor in actors:
+        for emotion in emotions:
+            for statement in statements:
+                stem = f"{modality}-{channel}-{emotion}-01-{statement}-01-{actor:02d}"
+                seed = stable_seed(stem)
+                path = root / f"Actor_{actor:02d}" / f"{stem}.wav"
+                paths.append(write_wav(path, seconds, sr, freq=150.0 + seed % 200, seed=seed))
+    return paths
+
+
+TESS_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "ps")
+
+
+def make_tess_tree(
+    root: str | Path,
+    speakers: Sequence[str] = ("OAF", "YAF"),
+    words: Sequence[str] = ("back",),
+    emotions: Sequence[str] = TESS_EMOTIONS,
+    layout: str = "folders",
+    folder_names: Mapping[str, str] | None = None,
+    sr: int = 24414,
+    seconds: float = 0.2,
+) -> list[Path]:
+    """TESS ``<root>/<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav`` (``layout="folders"``) or flat files.
+
+    ``folder_names`` maps an emotion to the folder suffix a copy uses (e.g. {"fear": "Fear"}); the file
+    names keep the emotion as given (e.g. "ps" or "pleasant_surprised").
+    """
+    if layout not in ("folders", "flat"):
+        raise ValueError(f"layout must be folders or flat, got {layout!r}")
+    root = Path(root)
+    paths = []
+    for speaker in speakers:
+        for emotion in emotions:
+            folder = root / f"{speaker}_{(folder_names or {}).get(emotion, emotion)}" if layout == "folders" else root
+            for word in words:
+                stem = f"{speaker}_{word}_{emotion}"
+                seed = stable_seed(stem.upper())
+                paths.append(write_wav(folder / f"{stem}.wav", seconds, sr, freq=200.0 + seed % 100, seed=seed))
+    return paths
+
+
+def make_emodb_tree(
+    root: str | Path,
+    speakers: Sequence[str] = ("03", "08"),
+    letters: Sequence[str] = ("W", "L", "E", "A", "F", "T", "N"),
+    texts: Sequence[str] = ("a01",),
+    version: str = "a",
+    sr: int = 16000,
+    seconds: float = 0.2,
+) -> list[Path]:
+    """EmoDB ``<root>/wav/<speaker><text><letter><version>.wav``."""
+    paths = []
+    for speaker in speakers:
+        for text in texts:
+            for letter in letters:
+                stem = f"{speaker}{text}{letter}{version}"
+                seed = stable_seed(stem)
+                paths.append(
+                    write_wav(Path(root) / "wav" / f"{stem}.wav", seconds, sr, freq=130.0 + seed % 150, seed=seed)
+                )
+    return paths
+
+
+def write_manifest(
+    path: str | Path, rows: Sequence[Sequence[str]], header: str = "path,speaker,emotion,gender"
+) -> Path:
+    """A manifest CSV with ``header`` and ``rows`` (no audio: write the files with ``write_wav``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n", encoding="utf-8")
+    return path
 
 
 def fake_clips(crema_male: int = 8, crema_female: int = 8, savee: int = 4, per_emotion: int = 2) -> list[Clip]:

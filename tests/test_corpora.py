@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from audio_fixtures import make_crema_tree, make_savee_tree, write_wav
+from audio_fixtures import (
+    make_crema_tree,
+    make_emodb_tree,
+    make_ravdess_tree,
+    make_savee_tree,
+    make_tess_tree,
+    write_manifest,
+    write_wav,
+)
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -32,16 +40,31 @@ def _demo_tree(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo_mod, "ensure_demo_corpus", lambda r, progress=True: real(r, TINY_DEMO, progress))
 
 
+def _manifest_tree(root: Path, _: pytest.MonkeyPatch) -> None:
+    for name in ("a/one.wav", "a/two.flac", "b/three.wav"):
+        write_wav(root / "audio" / name, seconds=0.3)
+    rows = [
+        ("audio/a/one.wav", "s1", "Angry", "f"),
+        ("audio/a/two.flac", "s1", "joy", "F"),
+        ("audio/b/three.wav", "s2", "sad", "m"),
+    ]
+    write_manifest(root / "manifest.csv", rows)
+
+
 # One tree maker per registered corpus: adding a corpus adds one line here (the test below insists).
 TREES: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
     "crema_d": lambda root, _: make_crema_tree(root, actors=["1001", "1002"], sentences=["DFA"], seconds=0.3),
     "savee": lambda root, _: make_savee_tree(root, "original", speakers=["DC"], takes=1, seconds=0.3),
     "demo": _demo_tree,
+    "ravdess": lambda root, _: make_ravdess_tree(root, actors=(1, 2), seconds=0.3),
+    "tess": lambda root, _: make_tess_tree(root, seconds=0.3),
+    "emodb": lambda root, _: make_emodb_tree(root, seconds=0.3),
+    "manifest": _manifest_tree,
 }
 
 
 def test_every_registered_corpus_has_a_tree_a_config_option_and_help() -> None:
-    assert set(CORPORA) >= {"crema_d", "savee", "demo"}
+    assert set(CORPORA) >= {"crema_d", "savee", "demo", "ravdess", "tess", "emodb", "manifest"}
     assert set(CORPORA) == set(TREES)
     for name, corpus in CORPORA.items():
         assert corpus.name == name and corpus.default_folder and corpus.help
@@ -115,8 +138,8 @@ def test_roots_default_to_each_corpus_folder_under_data_root() -> None:
     assert both.resolved_roots() == {"crema_d": "/corpora/crema-d", "savee": "/corpora/savee"}
     mixed = CorpusSet(names=("crema_d", "savee"), root="/corpora", roots={"crema_d": "/elsewhere", "savee": None})
     assert mixed.resolved_roots() == {"crema_d": "/elsewhere", "savee": "/corpora/savee"}
-    with pytest.raises(DataError, match="unknown corpus 'ravdess'"):
-        CorpusSet(names=("ravdess",)).resolved_roots()
+    with pytest.raises(DataError, match="unknown corpus 'iemocap'"):
+        CorpusSet(names=("iemocap",)).resolved_roots()
 
 
 def test_demo_clips_keep_the_real_corpora_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,15 @@ def test_binary_loss_is_bce_on_one_hot_targets():
     assert ((loss.probabilities(logits) > 0) & (loss.probabilities(logits) < 1)).all()
 
 
+def test_binary_label_smoothing_softens_targets_as_cross_entropy_does():
+    logits, labels = torch.randn(5, 12), torch.tensor([0, 1, 2, 11, 6])
+    target = F.one_hot(labels, 12).float() * 0.9 + 0.1 / 12
+    expected = F.binary_cross_entropy_with_logits(logits, target)
+    torch.testing.assert_close(BinaryLoss(label_smoothing=0.1)(logits, labels), expected)
+    with pytest.raises(ValueError, match="loss.label_smoothing"):
+        BinaryLoss(label_smoothing=1.0)
+
+
 def test_balanced_weights_follow_training_counts():
     counts = torch.tensor([10.0] * 11 + [1.0])
     ce = CategoricalLoss(class_weights="balanced")

@@ -133,7 +133,7 @@ def test_kfold_is_deterministic_and_seeded() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"strategy": "loso"}, "split.strategy='loso'"),
+        ({"strategy": "leave_one_out"}, "split.strategy='leave_one_out'"),
         ({"strategy": "kfold", "num_folds": 1}, "at least 2"),
         ({"strategy": "kfold", "num_folds": 5, "fold": 5}, r"must be in 0\.\.4"),
         ({"strategy": "kfold", "fold": -1}, r"must be in 0\.\.4"),
@@ -198,3 +198,128 @@ def test_split_group_options(train_config, option: str) -> None:
     assert train_config().split.strategy == "speaker"  # the default
     if option == "kfold":
         assert instantiate(train_config("split=kfold", "split.fold=2").split).fold == 2
+
+
+# ------------------------------------------------------------------------------ cross-corpus and LOSO
+
+
+def test_cross_corpus_tests_on_the_held_out_corpus_and_validates_on_the_others() -> None:
+    for seed in range(3):
+        split = make_split(CLIPS, "cross_corpus", seed=seed, test_corpus="savee")
+        check_speaker_disjoint(split, CLIPS)
+        assert _speakers(split, "test") == {f"savee/{s}" for s in ("DC", "JE", "JK", "KL")}
+        assert {CLIPS[i].corpus for i in split.train + split.val} == {"crema_d"}
+        # One validation speaker per (corpus, gender) stratum of the training corpora, by speaker.
+        assert Counter(CLIPS[i].gender for i in split.val if i % 12 == 0) == {"male": 1, "female": 1}
+        assert split.held_out == "savee" and split.fold is None
+        assert sorted(split.train + split.val + split.test) == list(range(len(CLIPS)))
+    other = make_split(CLIPS, "cross_corpus", test_corpus=["crema_d"])
+    assert _speakers(other, "val") | _speakers(other, "train") == {f"savee/{s}" for s in ("DC", "JE", "JK", "KL")}
+    assert len(_speakers(other, "val")) == 1 and other.manifest(CLIPS)["held_out"] == "crema_d"
+
+
+def test_cross_corpus_spec_from_the_config_group() -> None:
+    from omegaconf import OmegaConf
+
+    spec = SplitSpec(strategy="cross_corpus", test_corpus=OmegaConf.create(["savee"]))
+    assert spec.test_corpus == ("savee",) and spec.make(CLIPS).held_out == "savee"
+    assert SplitSpec(strategy="cross_corpus", test_corpus="savee") == spec
+
+
+@pytest.mark.parametrize(
+    ("test_corpus", "message"),
+    [
+        (None, r"needs split.test_corpus: the held-out corpus, one of \['crema_d', 'savee'\]"),
+        ("tess", "split.test_corpus='tess' is not among the corpora of the data .* add it to data.corpora"),
+        (["crema_d", "savee"], "holds out every corpus of the data"),
+    ],
+)
+def test_cross_corpus_errors(test_corpus, message: str) -> None:
+    with pytest.raises(SplitError, match=message):
+        make_split(CLIPS, "cross_corpus", test_corpus=test_corpus)
+
+
+SAVEE = [c for c in CLIPS if c.corpus == "savee"]
+
+
+def test_loso_on_savee_is_four_folds_of_one_test_and_one_val_speaker() -> None:
+    tested = []
+    for fold in range(4):
+        split = make_split(SAVEE, "loso", seed=0, speaker=fold)
+        check_speaker_disjoint(split, SAVEE)
+        parts = {p: _speakers(split, p, SAVEE) for p in PARTS}
+        assert [len(parts[p]) for p in PARTS] == [2, 1, 1]
+        assert (split.fold, split.num_folds, split.held_out) == (fold, 4, next(iter(parts["test"])))
+        tested += parts["test"]
+    assert tested == ["savee/DC", "savee/JE", "savee/JK", "savee/KL"]
+    # A speaker id, with or without its corpus, names the same fold; the seed picks the val speaker.
+    assert make_split(SAVEE, "loso", speaker="savee/JK") == make_split(SAVEE, "loso", speaker="JK")
+    assert make_split(SAVEE, "loso", speaker="JK").fold == 2 == make_split(SAVEE, "loso", speaker="2").fold
+    vals = {frozenset(_speakers(make_split(SAVEE, "loso", seed=s, speaker=0), "val", SAVEE)) for s in range(8)}
+    assert len(vals) > 1
+    two = make_split(CLIPS, "loso", speaker="savee/DC", val_speakers=2)
+    assert len(_speakers(two, "val")) == 2 and len(_speakers(two, "train")) == 17
+
+
+@pytest.mark.parametrize(
+    ("speaker", "val_speakers", "clips", "message"),
+    [
+        (4, 1, SAVEE, r"split.speaker=4: must be in 0..3"),
+        ("XX", 1, SAVEE, "split.speaker='XX' is not a speaker of the data; .* savee/DC, savee/JE"),
+        (None, 1, SAVEE, "split=loso needs split.speaker"),
+        (0, 3, SAVEE, "needs at least 5 speakers"),
+        (0, 1, SAVEE[:24], "needs at least 3 speakers .* the data have 2"),
+    ],
+)
+def test_loso_errors(speaker, val_speakers: int, clips: list[Clip], message: str) -> None:
+    with pytest.raises(SplitError, match=message):
+        make_split(clips, "loso", speaker=speaker, val_speakers=val_speakers)
+
+
+def test_compare_pairs_held_out_corpora_and_speakers_like_folds() -> None:
+    from ser.analysis.stats import PAIRING_KEYS, analyze
+    from ser.results import SCALARS, Job
+
+    assert {"split.test_corpus", "split.speaker"} <= set(PAIRING_KEYS)
+    for key, split, folds in (
+        ("split.test_corpus", "cross_corpus", ["crema_d", "savee", "tess"]),
+        ("split.speaker", "loso", [0, 1, 2, 3]),
+    ):
+        jobs = []
+        for loss, base in (("categorical", 0.5), ("binary", 0.4)):
+            for j, fold in enumerate(folds):
+                metrics = dict.fromkeys(SCALARS, base + j / 100)
+                metrics.update(split=split, fold=fold if split == "loso" else None, loss=loss)
+                jobs.append(Job(str(len(jobs)), "ok", None, params={"loss": loss, key: fold}, metrics=metrics))
+        comp = analyze(jobs)
+        assert comp.group_keys == ["loss"] and comp.match_keys == [key]
+        assert [p.n for p in comp.paired if p.metric == "uar" and p.stratum == "all"] == [len(folds)]
+        assert [row[0] for row in comp.kfold[0].rows] == folds
+
+
+def test_protocol_presets_compose() -> None:
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=conf):
+        loco = compose("train", ["experiment=leave_one_corpus_out"], return_hydra_config=True)
+        loso = compose("train", ["experiment=leave_one_speaker_out", "data=emodb"], return_hydra_config=True)
+        one = compose("train", ["split=cross_corpus", "split.test_corpus=[savee,tess]"])
+    GlobalHydra.instance().clear()
+    assert loco.split.strategy == "cross_corpus" and list(loco.data.corpora) == [
+        "crema_d",
+        "savee",
+        "ravdess",
+        "tess",
+        "emodb",
+    ]
+    assert loco.hydra.sweeper.params["split.test_corpus"] == "crema_d,savee,ravdess,tess,emodb"
+    assert loso.split.strategy == "loso" and list(loso.data.corpora) == ["emodb"]
+    assert loso.hydra.sweeper.params["split.speaker"] == "0,1,2,3"
+    spec = instantiate({**one.split, "seed": 0})
+    assert isinstance(spec, SplitSpec) and spec.test_corpus == ("savee", "tess")

@@ -16,8 +16,20 @@ from scipy import stats
 from ser.results import SCALARS, Job
 
 # Keys whose values are repetitions of one setting, not settings: runs are paired over them.
-# (split.* since split became its own config group; data.* in older sweeps.)
-PAIRING_KEYS: tuple[str, ...] = ("seed", "fold", "split.fold", "split.seed", "data.fold", "data.split_seed")
+# (split.* since split became its own config group; data.* in older sweeps; the held-out corpus of a
+# leave-one-corpus-out sweep and the held-out speaker of a leave-one-speaker-out sweep are folds too.)
+PAIRING_KEYS: tuple[str, ...] = (
+    "seed",
+    "fold",
+    "split.fold",
+    "split.seed",
+    "data.fold",
+    "data.split_seed",
+    "split.test_corpus",
+    "split.speaker",
+)
+# Splits whose runs are folds of one protocol: their per-fold tables are shown.
+FOLD_SPLITS: tuple[str, ...] = ("kfold", "loso", "cross_corpus")
 
 
 @dataclass(frozen=True)
@@ -339,8 +351,8 @@ def paired_results(comp: Comparison, strata_keys: Sequence[str]) -> list[Paired]
 
 
 def kfold_tables(comp: Comparison) -> list[FoldTable]:
-    """Per-fold tables when the sweep ran a k-fold split over more than one fold."""
-    kfold_jobs = [j for j in comp.done if j.split == "kfold" and j.fold is not None]
+    """Per-fold tables when the sweep ran a k-fold (or leave-one-out) split over more than one fold."""
+    kfold_jobs = [j for j in comp.done if j.split in FOLD_SPLITS and j.fold is not None]
     if len({hashable(j.fold) for j in kfold_jobs}) < 2:
         return []
     kfold_ids = {j.id for j in kfold_jobs}

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,53 @@ import torch
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from ser.data.audio import AudioError, is_silent, load_audio
+from ser.data.audio import AudioError, is_finite, is_silent, load_audio, load_short_audio, stream_audio
+from ser.data.chunked import extract_chunked
 from ser.data.corpus import Clip, Exclusion
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-BATCH_SECONDS = 60.0  # audio per feature batch: large enough for torch.stft to use the cores
+BATCH_SECONDS = 60.0  # padded audio per feature batch; a longer clip is streamed and extracted in chunks of it
+PREFETCH = 64  # decoded clips that may wait for extraction: bounds the decoders' lead on the extractor
+SILENCE = 1e-4
+SILENT = "silent: no sample above 1e-4"
+NON_FINITE = "non-finite: NaN or inf samples (they would turn the normalization statistics to NaN)"
+SKIP_HINT = "to leave such files out (listed in the data report), run with data.on_error=skip"
+
+
+def bad_wave(wave: np.ndarray, min_samples: int) -> str | None:
+    """Why a decoded clip is left out whatever data.on_error says, or None for a usable one."""
+    if not is_finite(wave):  # first: NaN passes the silence test
+        return NON_FINITE
+    if is_silent(wave, SILENCE):
+        return SILENT
+    if wave.size < min_samples:
+        return f"too short: {wave.size} samples < {min_samples}"
+    return None
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # decoding names the problem; here it only orders the work
+        return 0
+
+
+def _prefetched(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``pool.map(fn, items)`` with at most ``ahead`` results computed but not yet consumed (map submits all)."""
+    pending: deque[Future] = deque()
+    it = iter(items)
+    try:
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:  # an error stops the build: do not decode the rest
+            future.cancel()
 
 
 @dataclass
@@ -189,48 +230,56 @@ class FeatureCache:
         # on_error is not in the key: an entry built with on_error=skip must not silence on_error=raise.
         unreadable = [e for e in fs.excluded if e.reason.startswith("unreadable: ")]
         if unreadable and self.on_error == "raise":
-            raise AudioError(unreadable[0].reason.removeprefix("unreadable: "))
+            raise AudioError(f"{unreadable[0].reason.removeprefix('unreadable: ')}; {SKIP_HINT}")
+        # Entries built before NaN/inf clips were left out may hold their NaN features (the sum is one cheap pass).
+        if fs.features.numel() and not torch.isfinite(fs.features.sum()):
+            log.warning("feature cache %s holds NaN or inf features; rebuilding it", path)
+            return None
         return fs
 
     def build(self, clips: Sequence[Clip]) -> FeatureSet:
-        """Decode (threads: soundfile and soxr release the GIL) and extract features in length-sorted batches."""
+        """Decode (threads: soundfile and soxr release the GIL) and extract features in length-sorted batches.
+
+        Memory stays bounded whatever the clip lengths: at most ``PREFETCH`` decoded clips wait, a batch
+        pads to at most ``BATCH_SECONDS`` of audio, and a clip longer than that is decoded in blocks and
+        extracted alone, in chunks (``ser.data.chunked``), by the main thread.
+        """
         extractor = self.make_extractor().eval()
         min_samples = int(extractor.min_samples)
-        order = sorted(range(len(clips)), key=lambda i: os.path.getsize(clips[i].path))
+        order = sorted(range(len(clips)), key=lambda i: _size(clips[i].path))
         results: dict[int, torch.Tensor] = {}
         excluded: list[Exclusion] = []
         bar = tqdm(total=len(clips), desc="features", unit="clip", disable=not self.progress)
 
         def decode(i: int) -> tuple[int, np.ndarray | None, str | None]:
+            """(i, wave, None); (i, None, why it is left out); (i, None, None): a long clip, to stream."""
             try:
-                wave = load_audio(clips[i].path, self.sample_rate)
+                wave = load_short_audio(clips[i].path, self.sample_rate, max_seconds=BATCH_SECONDS)
             except AudioError as exc:
-                if self.on_error == "raise":
-                    raise
-                return i, None, f"unreadable: {exc}"
-            if is_silent(wave):
-                return i, None, "silent: no sample above 1e-4"
-            if wave.size < min_samples:
-                return i, None, f"too short: {wave.size} samples < {min_samples}"
-            return i, wave, None
+                return i, None, self._unreadable(exc)
+            return (i, None, None) if wave is None else (i, wave, bad_wave(wave, min_samples))
 
         batch: list[tuple[int, np.ndarray]] = []
-        batch_samples = 0
         limit = int(BATCH_SECONDS * self.sample_rate)
         # Extraction in one intra-op thread: the decode threads keep the cores busy, and OpenMP workers that
         # wait at every op's barrier for a descheduled peer made the whole build 3.6x slower on 2 loaded
         # cores, 1.14x on 2 idle ones (bench/bench_features.py --before --breakdown --profile).
         with ThreadPoolExecutor(self.num_workers) as pool, torch_threads(1):
-            for i, wave, reason in pool.map(decode, order):
+            for i, wave, reason in _prefetched(pool, decode, order, max(PREFETCH, 4 * self.num_workers)):
                 bar.update(1)
-                if wave is None:
+                if wave is None and reason is None:
+                    feats, reason = self._extract_long(extractor, clips[i])
+                    if feats is not None:
+                        results[i] = feats
+                        continue
+                if wave is None or reason is not None:
                     excluded.append(Exclusion(clips[i].path, clips[i].corpus, reason or ""))
                     continue
-                batch.append((i, wave))
-                batch_samples += wave.size
-                if batch_samples >= limit:
+                # Sizes ascend, so this clip is the longest: the padded batch stays within the limit.
+                if batch and (len(batch) + 1) * wave.size > limit:
                     self._extract(extractor, batch, results)
-                    batch, batch_samples = [], 0
+                    batch = []
+                batch.append((i, wave))
             if batch:
                 self._extract(extractor, batch, results)
         bar.close()
@@ -244,6 +293,33 @@ class FeatureCache:
             offsets=torch.cumsum(lengths, 0),
             excluded=excluded,
         )
+
+    def _unreadable(self, exc: AudioError) -> str:
+        """The exclusion reason of an undecodable file, or the error itself (with the way out) under on_error=raise."""
+        if self.on_error == "raise":
+            raise AudioError(f"{exc}; {SKIP_HINT}") from exc
+        return f"unreadable: {exc}"
+
+    def _extract_long(self, extractor: torch.nn.Module, clip: Clip) -> tuple[torch.Tensor | None, str | None]:
+        """Features of one clip longer than BATCH_SECONDS, or why it is left out."""
+        try:
+            if extractor.context_samples is None:  # frames depend on the whole clip: extract it whole, alone
+                wave = load_audio(clip.path, self.sample_rate)
+                reason = bad_wave(wave, int(extractor.min_samples))
+                if reason is not None:
+                    return None, reason
+                out: dict[int, torch.Tensor] = {}
+                self._extract(extractor, [(0, wave)], out)
+                return out[0], None
+            chunk = int(BATCH_SECONDS * self.sample_rate) // int(extractor.hop_length)
+            streamed = extract_chunked(extractor, stream_audio(clip.path, self.sample_rate, BATCH_SECONDS), chunk)
+        except AudioError as exc:
+            return None, self._unreadable(exc)
+        if not streamed.finite:
+            return None, NON_FINITE
+        if streamed.peak < SILENCE:
+            return None, SILENT
+        return streamed.features, None
 
     @staticmethod
     def _extract(extractor: torch.nn.Module, batch: list[tuple[int, np.ndarray]], out: dict) -> None:

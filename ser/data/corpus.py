@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import soundfile as sf
+
+log = logging.getLogger(__name__)
+
+# The label of a clip whose gender is unknown, kept for emotion-only scoring (data.unknown_gender=keep).
+NO_LABEL = -1
+UNKNOWN_GENDER = "unknown"
 
 TRY_DEMO = "To try ser now without any download, run with the built-in synthetic corpus: data=demo"
 
@@ -45,7 +54,7 @@ class Clip:
     speaker: str
     gender: str
     emotion: str
-    label: int
+    label: int  # class index of the 12; NO_LABEL for a clip kept without gender (unknown_gender=keep)
     sentence: str = ""
     intensity: str = ""
 
@@ -103,7 +112,11 @@ class Corpus:
     name: str  # the key in data.corpora and data.roots
     default_folder: str  # below data.root when data.roots.<name> is not set
     help: str  # where to get the corpus and how it is laid out: part of every "data not found" error
-    index: Callable[[Path, bool], Listing]  # (root, progress) -> recordings; raises DataError if unusable
+    # (root, progress, **options) -> recordings; raises DataError if unusable
+    index: Callable[..., Listing]
+    # Options the corpus takes (data.options.<name>.<option>) and their defaults, passed to ``index``.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    in_all: bool = True  # data.corpora=[all] takes it when its folder is found (False: generated corpora)
 
 
 def audio_extensions() -> frozenset[str]:
@@ -116,10 +129,54 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(exts)
 
 
+def _folder_key(path: str) -> tuple[int, int]:
+    st = os.stat(path)  # follows links: two ways to one folder give one key
+    return st.st_dev, st.st_ino
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, through links to folders too (``Path.rglob`` does not follow them before
+    Python 3.13, so a linked speaker folder was silently left out), each real folder read once.
+
+    A link back to a folder above it (a loop) or to a folder read already is not followed, and an
+    unreadable folder is skipped; each is named in a warning, as is a broken link with an audio suffix.
+    """
+    seen = {_folder_key(str(root))}
+
+    def unreadable(err: OSError) -> None:
+        log.warning("%s: cannot read this folder (%s); its files are not indexed", err.filename, err.strerror)
+
+    for folder, subfolders, files in os.walk(root, onerror=unreadable, followlinks=True):
+        keep = []
+        for name in sorted(subfolders):
+            sub = os.path.join(folder, name)
+            key = _folder_key(sub)
+            if key in seen:
+                target, here = os.path.realpath(sub), os.path.realpath(folder)
+                if os.path.commonpath([target, here]) == target:
+                    log.warning("%s: a link to %s, a folder that contains it (a loop); not followed", sub, target)
+                else:
+                    log.warning("%s: a link to %s, which is indexed already; not read twice", sub, target)
+                continue
+            seen.add(key)
+            keep.append(name)
+        subfolders[:] = keep  # os.walk descends only into these
+        for name in files:
+            yield Path(folder) / name
+
+
 def find_audio_files(root: Path) -> list[Path]:
-    """Every audio file below ``root`` (recursively), sorted for a deterministic index."""
+    """Every audio file below ``root`` (recursively, through folder links), sorted for a deterministic index."""
     exts = audio_extensions()
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    found = []
+    for path in walk_files(root):
+        if path.suffix.lower() not in exts:
+            continue
+        if path.is_file():
+            found.append(path)
+        elif path.is_symlink() and not path.exists():
+            log.warning("%s: a broken link (to %s); skipped", path, os.readlink(path))
+    return sorted(found)
 
 
 def missing_corpus_message(corpus: str, root: str, problem: str, help: str) -> str:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from ser.data.batching import BucketBatchSampler, FeatureDataset, collate
+from ser.data.batching import BucketBatchSampler, FeatureDataset, LengthLimits, collate
 from ser.data.cache import CacheSettings, FeatureCache, FeatureSet
 from ser.data.corpora import CorpusSet
 from ser.data.corpus import Clip, CorpusIndex
@@ -48,8 +48,10 @@ class SERDataModule(L.LightningDataModule):
         output_dir: str | Path | None = None,
         progress: bool = True,
         normalization: str = "global",
+        limits: LengthLimits | None = None,
     ) -> None:
         super().__init__()
+        self.limits = limits or LengthLimits()
         self.normalization = check_normalization(normalization)
         self.corpora = corpora
         self.extractor = extractor
@@ -83,12 +85,7 @@ class SERDataModule(L.LightningDataModule):
         data = _plain(data)
         spec = split if isinstance(split, SplitSpec) else instantiate(split)
         return cls(
-            corpora=CorpusSet(
-                names=tuple(data["corpora"]),
-                root=str(data["root"]),
-                roots=dict(data.get("roots") or {}),
-                strict=bool(data.get("strict", False)),
-            ),
+            corpora=CorpusSet.from_config(data),
             extractor=extractor if extractor is not None else instantiate(features),
             split=spec,
             batch_size=int(data["batch_size"]),
@@ -102,6 +99,7 @@ class SERDataModule(L.LightningDataModule):
             output_dir=data.get("output_dir"),
             progress=bool(data.get("progress", True)),
             normalization=str(data.get("normalization", "global")),
+            limits=LengthLimits.from_config(data),
         )
 
     # -- files on disk -> index -> features ---------------------------------------------------------
@@ -161,8 +159,13 @@ class SERDataModule(L.LightningDataModule):
             self.datasets[part] = self.make_dataset([self.clips[i] for i in self.split.part(part)], row)
         hop = int(self.extractor.hop_length)
         seconds = [float(fs.lengths[row[c.clip_id]]) * hop / self.sample_rate for c in self.clips]
-        self.report = build_report(self.clips, index.excluded + fs.excluded, seconds, index.roots)
-        log.info("\n%s", format_report(self.report))
+        longest = float("inf") if self.max_frames is None else self.max_frames * hop / self.sample_rate
+        kept = [min(sec, longest) for sec in seconds]
+        self.report = build_report(
+            self.clips, index.excluded + fs.excluded, seconds, index.roots, kept, self.limits.max_seconds
+        )
+        # The commands print it (once per command, and in full only in a sweep's first job: ser.logs).
+        log.debug("\n%s", format_report(self.report))
         if self.output_dir is not None and self._is_rank_zero():
             self.save_artifacts(self.output_dir)
 
@@ -176,7 +179,15 @@ class SERDataModule(L.LightningDataModule):
             [self.speaker_ids[c.speaker] for c in clips],
             normalization=self.normalization,
             speaker_stats=self.speaker_stats,
+            max_frames=self.max_frames,
         )
+
+    @property
+    def max_frames(self) -> int | None:
+        """Frames of data.max_seconds: longer clips are centre-cropped to it (None: no crop)."""
+        if self.limits.max_seconds is None:
+            return None
+        return int(self.extractor.num_frames(torch.tensor(int(self.limits.max_seconds * self.sample_rate))))
 
     def _speaker_stats(self, row: Mapping[str, int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Mean and std of each speaker's frames, over all of the speaker's clips (no labels used)."""
@@ -231,7 +242,13 @@ class SERDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = BucketBatchSampler(
-            ds.lengths, self.batch_size, shuffle=shuffle, seed=self.split_spec.seed, num_replicas=world, rank=rank
+            ds.lengths,
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.split_spec.seed,
+            num_replicas=world,
+            rank=rank,
+            max_frames=self.limits.max_batch_frames,
         )
         return DataLoader(
             ds,

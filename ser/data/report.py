@@ -12,9 +12,18 @@ from ser.data.corpus import Clip, Exclusion
 
 
 def build_report(
-    clips: Sequence[Clip], excluded: Sequence[Exclusion], seconds: Sequence[float], roots: dict[str, str]
+    clips: Sequence[Clip],
+    excluded: Sequence[Exclusion],
+    seconds: Sequence[float],
+    roots: dict[str, str],
+    kept_seconds: Sequence[float] | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
-    """A JSON-able summary of the clips used (with their durations in seconds) and all exclusions."""
+    """A JSON-able summary of the clips used (with their durations in seconds) and all exclusions.
+
+    ``kept_seconds``: what the DataModule serves of each clip after the data.max_seconds crop; clips it cut
+    are listed under "cropped" (hours count the whole clips).
+    """
     corpora = sorted({c.corpus for c in clips} | {e.corpus for e in excluded})
     per_class = {k: dict.fromkeys(labels.CLASSES, 0) for k in corpora}
     speakers: dict[str, dict[str, set[str]]] = {k: defaultdict(set) for k in corpora}
@@ -41,6 +50,24 @@ def build_report(
             for k in corpora
         },
         "excluded": [{"path": e.path, "corpus": e.corpus, "reason": e.reason} for e in excluded],
+        "cropped": _cropped(clips, seconds, kept_seconds, max_seconds),
+    }
+
+
+def _cropped(
+    clips: Sequence[Clip], seconds: Sequence[float], kept: Sequence[float] | None, max_seconds: float | None
+) -> dict:
+    cut = [
+        {"path": c.path, "corpus": c.corpus, "seconds": round(s, 2), "kept": round(k, 2)}
+        for c, s, k in zip(clips, seconds, kept if kept is not None else seconds, strict=True)
+        if k < s
+    ]
+    return {
+        "max_seconds": max_seconds,
+        "how": "centre",
+        "clips": len(cut),
+        "seconds_cut": round(sum(e["seconds"] - e["kept"] for e in cut), 2),
+        "files": cut,
     }
 
 
@@ -63,13 +90,53 @@ def format_report(report: dict) -> str:
         lines.append(f"{k}: {info['clips']} clips, {info['hours']:.2f} h, speakers: {spk}")
         for reason, n in sorted(info["excluded"].items()):
             lines.append(f"  excluded {n:5d}  {reason}")
-    if report["excluded"]:
+    cropped = report.get("cropped") or {}
+    if cropped.get("clips"):
         lines.append("")
-        lines.append(f"Excluded files ({len(report['excluded'])}):")
-        lines.extend(f"  {e['path']}: {e['reason']}" for e in report["excluded"][:50])
-        if len(report["excluded"]) > 50:
-            lines.append(f"  ... and {len(report['excluded']) - 50} more (see data_report.json)")
+        lines.append(
+            f"Cropped to their centre {cropped['max_seconds']:g} s (data.max_seconds): {cropped['clips']} clips, "
+            f"{cropped['seconds_cut']:.1f} s of audio not used"
+        )
+        lines.extend(f"  {e['path']}: {e['seconds']:.1f} s -> {e['kept']:.1f} s" for e in cropped["files"][:20])
+        if cropped["clips"] > 20:
+            lines.append(f"  ... and {cropped['clips'] - 20} more (see data_report.json)")
+    if report["excluded"]:
+        groups = group_exclusions(report["excluded"])
+        lines.append("")
+        lines.append(f"Excluded files ({len(report['excluded'])}, by reason):")
+        lines.extend(groups[:50])
+        if len(groups) > 50:
+            lines.append(f"  ... and {len(groups) - 50} more groups (see data_report.json)")
     return "\n".join(lines)
+
+
+def group_exclusions(excluded: Sequence[dict]) -> list[str]:
+    """One line per (corpus, reason): "  45 x savee su*.wav: no class: ..."; a single file is named in full."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for e in excluded:
+        groups[(str(e["corpus"]), str(e["reason"]))].append(str(e["path"]))
+    width = len(str(max((len(p) for p in groups.values()), default=1)))
+    lines = []
+    for (corpus, reason), paths in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        what = paths[0] if len(paths) == 1 else _name_pattern([Path(p).name for p in paths])
+        lines.append(f"  {len(paths):>{width}} x {corpus} {what}: {reason}")
+    return lines
+
+
+def _name_pattern(names: Sequence[str]) -> str:
+    """su01.wav, su15.wav -> su*.wav: the names' common start and end, numbers left to the wildcard."""
+    start = _common_start(names).rstrip("0123456789_-")
+    end = _common_start([n[::-1] for n in names])[::-1]
+    end = end[max(0, len(start) + len(end) - min(map(len, names))) :].lstrip("0123456789_-")
+    return f"{start}*{end}"
+
+
+def _common_start(texts: Sequence[str]) -> str:
+    shortest = min(texts, key=len)
+    for i, ch in enumerate(shortest):
+        if any(t[i] != ch for t in texts):
+            return shortest[:i]
+    return shortest
 
 
 def save_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:

@@ -46,6 +46,13 @@ class FeatureExtractor(nn.Module, ABC):
     def min_samples(self) -> int:
         """Shortest clip (in samples) that can be framed."""
 
+    @property
+    def context_samples(self) -> int | None:
+        """Samples either side of frame t's position (sample t * hop_length) that its features depend on,
+        beyond where the clip starts and ends; None when frames depend on the whole clip. With it, a long
+        clip is extracted in overlapping chunks with the same frames (ser.data.chunked); without, whole."""
+        return None
+
     @abstractmethod
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames of clips of ``num_samples`` samples (elementwise on a long tensor)."""

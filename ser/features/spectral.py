@@ -135,6 +135,11 @@ class LogMel(FeatureExtractor):
         """Shortest clip that can be framed: reflect padding needs more samples than the pad."""
         return self.pad + 1
 
+    @property
+    def context_samples(self) -> int:
+        """A frame's window reaches n_fft // 2 samples either side of its centre; n_fft covers odd n_fft too."""
+        return self.n_fft
+
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames of a ``num_samples``-sample clip under centred framing: ``1 + n // hop`` for even n_fft."""
         return 1 + (num_samples + 2 * self.pad - self.n_fft) // self.hop_length
@@ -243,6 +248,11 @@ class MFCC(FeatureExtractor):
     def min_samples(self) -> int:
         """Shortest clip that can be framed (see :attr:`LogMel.min_samples`)."""
         return self.logmel.min_samples
+
+    @property
+    def context_samples(self) -> int:
+        """The log-mel's context plus the frames the delta filter reaches either side."""
+        return self.logmel.context_samples + (self.delta_width // 2 * self.hop_length if self.deltas else 0)
 
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames of a clip of ``num_samples`` samples (see :meth:`LogMel.num_frames`)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import pickle
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "ser-checkpoint-v1"
 FORMAT_KEY = "ser_format"
+# What the model was trained on (corpora, split, speakers of each part): see :func:`data_record`. Checkpoints
+# written before it existed lack it; readers treat it as unknown, never as "no overlap".
+DATA_KEY = "ser_data"
 REQUIRED_HPARAMS = ("model", "loss", "features", "sample_rate", "classes", "input_dim")
 REQUIRED_STATE = ("net.normalizer.mean", "net.normalizer.std")
 # Configs in a checkpoint are instantiated by name; only this project's classes are accepted, so a
@@ -44,9 +47,31 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used for prediction; the message names the file and why."""
 
 
-def stamp(checkpoint: dict[str, Any]) -> None:
-    """Mark a checkpoint being written (SERModule.on_save_checkpoint) as one this contract reads."""
+def stamp(checkpoint: dict[str, Any], data: Mapping[str, Any] | None = None) -> None:
+    """Mark a checkpoint being written (SERModule.on_save_checkpoint) as one this contract reads, with the
+    record of its training data when there is one."""
     checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
+    if data:
+        checkpoint[DATA_KEY] = dict(data)
+
+
+def data_record(corpora: Sequence[str], split: Any, clips: Sequence[Any]) -> dict[str, Any]:
+    """What a run trained, validated and tested on: corpora, split strategy/seed/fold and each part's speakers.
+
+    ``split`` is a :class:`ser.data.splits.Split` over ``clips``. Plain lists and strings only, so
+    ``weights_only`` loading reads it; ser.eval uses it to refuse scoring a model on speakers it has seen.
+    """
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    return {
+        "corpora": [str(c) for c in corpora],
+        "split": str(split.strategy),
+        "seed": split.seed,
+        "fold": split.fold,
+        "num_folds": split.num_folds,
+        "speaker_independent": bool(split.speaker_independent),
+        "speakers": {p: sorted({clips[i].speaker for i in idx}) for p, idx in parts.items()},
+        "clips": {p: len(idx) for p, idx in parts.items()},
+    }
 
 
 def _targets(cfg: Any) -> Iterator[str]:
@@ -147,6 +172,7 @@ class RebuiltModel:
     config: dict[str, Any]  # the saved configs under CONFIG_KEYS
     source: str
     normalization: str = "global"  # how features were normalized before the network in training
+    data: Mapping[str, Any] | None = None  # data_record() of the run that trained it; None for older checkpoints
 
 
 def rebuild(path: str | Path) -> RebuiltModel:
@@ -180,4 +206,5 @@ def rebuild(path: str | Path) -> RebuiltModel:
         config={k: hp[k] for k in CONFIG_KEYS},
         source=str(path),
         normalization=str(hp.get("normalization") or "global"),
+        data=ckpt.get(DATA_KEY) if isinstance(ckpt.get(DATA_KEY), Mapping) else None,
     )

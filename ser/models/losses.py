@@ -74,8 +74,12 @@ class CategoricalLoss(SERLoss):
 class BinaryLoss(SERLoss):
     name = "binary"
 
-    def __init__(self, pos_weight: str | float | Sequence[float] | None = None) -> None:
+    def __init__(self, pos_weight: str | float | Sequence[float] | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"loss.label_smoothing={label_smoothing}: must be in [0, 1)")
+        # As cross-entropy smooths: targets (1 - e) * onehot + e / classes, so the two losses compare alike.
+        self.label_smoothing = label_smoothing
         self.pos_weight_spec = pos_weight
         self.register_buffer(
             "pos_weight", _weights(pos_weight, None, "pos_weight") if pos_weight != "balanced" else None
@@ -87,6 +91,8 @@ class BinaryLoss(SERLoss):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+        if self.label_smoothing:
+            target = target * (1 - self.label_smoothing) + self.label_smoothing / logits.shape[-1]
         pw = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
 

@@ -17,7 +17,7 @@ from ser.data.batching import Batch
 from ser.features.augment import Mixup, SpecAugment
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.metrics import StageMetrics
-from ser.models.checkpoint import stamp
+from ser.models.checkpoint import DATA_KEY, stamp
 
 log = logging.getLogger("ser.train")
 
@@ -48,12 +48,16 @@ class SERModule(L.LightningModule):
         augment: Mapping[str, Any] | None = None,
         feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
         class_counts: torch.Tensor | None = None,
+        data_record: Mapping[str, Any] | None = None,
     ) -> None:
         """``feature_stats`` (mean, std of the training frames) and ``class_counts`` (training clips per
-        class) come from the data; they are not hyperparameters: the checkpoint keeps them as buffers."""
+        class) come from the data; they are not hyperparameters: the checkpoint keeps them as buffers.
+        ``data_record`` (ser.models.checkpoint.data_record: corpora, split, speakers of each part) is not
+        one either: it goes into the checkpoint beside them, not into hparams.yaml or the loggers."""
         super().__init__()
         # logger=False: the HPARAMS tab gets the full run config with final metrics at the end (ser.train).
-        self.save_hyperparameters(logger=False, ignore=["feature_stats", "class_counts"])
+        self.save_hyperparameters(logger=False, ignore=["feature_stats", "class_counts", "data_record"])
+        self.data_record = dict(data_record) if data_record else None
         if len(classes) != NUM_CLASSES:
             raise ValueError(f"{len(classes)} class names given, the label scheme has {NUM_CLASSES}")
         self.net = instantiate(model, input_dim=input_dim)
@@ -210,4 +214,8 @@ class SERModule(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        stamp(checkpoint)
+        stamp(checkpoint, self.data_record)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run keeps recording the split it was trained on.
+        self.data_record = checkpoint.get(DATA_KEY) or self.data_record

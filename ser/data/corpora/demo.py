@@ -291,4 +291,4 @@ def index_demo(root: Path, progress: bool = False) -> Listing:
     return listing
 
 
-CORPUS = Corpus(name=NAME, default_folder=DEFAULT_FOLDER, help=HELP, index=index_demo)
+CORPUS = Corpus(name=NAME, default_folder=DEFAULT_FOLDER, help=HELP, index=index_demo, in_all=False)
