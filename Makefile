@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
-SWEEP  ?= $(lastword $(sort $(wildcard outputs/multirun/*/)))
+# make compare: the newest loss-comparison sweep unless SWEEP names one
+SWEEP  ?=
 
 .PHONY: setup test test-all lint format demo data tensorboard compare bench clean
 
@@ -35,11 +36,11 @@ demo: setup            ## train + test on the built-in synthetic corpus
 data: setup            ## data report of data/ (CREMA-D and SAVEE)
 	$(BIN)/python -m ser.data
 
-tensorboard: setup
-	$(BIN)/tensorboard --logdir outputs/
+tensorboard: setup     ## every run under outputs/ (demo runs under outputs/demo/), every per-epoch image kept
+	$(BIN)/tensorboard --logdir outputs/ --samples_per_plugin images=0
 
-compare: setup         ## report of a sweep: make compare SWEEP=outputs/multirun/<time>/
-	$(BIN)/python -m ser.compare $(SWEEP)
+compare: setup         ## report of the newest loss-comparison sweep, or of SWEEP=outputs/multirun/<time>/
+	$(BIN)/python -m ser.compare $(if $(SWEEP),$(SWEEP),--latest loss_comparison)
 
 bench: setup           ## benchmarks on the real data under data/ (see bench/README.md)
 	$(BIN)/python bench/run_all.py

@@ -57,7 +57,7 @@ def new_module(cfg, dm):
     from ser.train import build_module
 
     torch.manual_seed(SEED)
-    return build_module(cfg, dm.input_dim)
+    return build_module(cfg, dm.input_dim, dm.feature_stats(), dm.class_counts())
 
 
 def lightning_run(cfg, dm, batches: int, val_batches: int) -> tuple[float, float, object]:

@@ -1,4 +1,4 @@
-"""Compare the runs of a sweep: ``python -m ser.compare outputs/multirun/<time>/ [--out DIR] [--metric uar]``.
+"""Compare the runs of a sweep: ``python -m ser.compare outputs/multirun/<time>/ | --latest TASK [--metric uar]``.
 
 Reads every job folder of a Hydra sweep (``.hydra/overrides.yaml``, ``.hydra/config.yaml``,
 ``metrics.json``), groups the runs by whatever the sweep varied (seed/fold excluded: those are the
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from ser.analysis import stats, words
 from ser.analysis.loss_claim import LossClaim
@@ -77,17 +80,72 @@ def compare(
     return comp
 
 
+def _yaml_mapping(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def sweep_task(sweep_dir: Path) -> str | None:
+    """The task_name a sweep ran (``multirun.yaml``, else its first job's config), or None."""
+    for path in (sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("[0-9]*/.hydra/config.yaml"))[:1]):
+        task = _yaml_mapping(path).get("task_name")
+        if task:
+            return str(task)
+    return None
+
+
+def latest_sweep(root: str | Path, task: str) -> Path:
+    """The newest sweep folder under ``root`` (named by time, as Hydra names them) whose jobs ran ``task_name=task``."""
+    root = Path(root)
+    sweeps = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    for sweep in sweeps:
+        if sweep_task(sweep) == task:
+            return sweep
+    found = ", ".join(sorted({t for t in map(sweep_task, sweeps) if t})) or "none"
+    raise CompareError(
+        f"no sweep of task_name={task} under {root} (tasks found: {found}); run one first, e.g. "
+        f"python -m ser.train -m experiment={task}, or name the folder: python -m ser.compare {root}/<time>/"
+    )
+
+
 def _keys(text: str | None) -> list[str] | None:
     return None if text is None else [k.strip() for k in text.split(",") if k.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="ser-compare",
-        description="Compare the runs of a Hydra sweep: per-group statistics, paired tests between the "
-        "losses, a verdict, figures; writes comparison.md and comparison.csv.",
+        prog="ser.compare",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Compare the runs of a Hydra sweep (python -m ser.train -m ...): per-group mean, sd and 95% CI of
+            every test metric, paired differences between the losses over the same seeds/folds (paired t and
+            Wilcoxon tests), a plain-words verdict, warnings (runs still improving at their last epoch, too few
+            runs for a test to mean much), figures, and every failed or missing job. Writes comparison.md,
+            comparison.csv and compare_*.png into the sweep folder (or --out)."""
+        ),
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              python -m ser.compare outputs/multirun/2025-01-31_12-00-00/
+              python -m ser.compare --latest loss_comparison          # what `make compare` runs
+              python -m ser.compare outputs/multirun/<time>/ --metric macro_f1 --no-plots
+              python -m ser.compare outputs/multirun/<time>/ --group-by model --pair-by seed,split.fold"""
+        ),
     )
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder: outputs/multirun/<time>/")
+    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a sweep folder: outputs/multirun/<time>/")
+    parser.add_argument(
+        "--latest",
+        metavar="TASK",
+        default=None,
+        help="instead of a folder: the newest sweep under --root whose jobs ran task_name=TASK (e.g. loss_comparison)",
+    )
+    parser.add_argument(
+        "--root", type=Path, default=Path("outputs/multirun"), help="where --latest looks (default: outputs/multirun)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep folder)")
     parser.add_argument("--metric", default="uar", choices=SCALARS, help="headline metric of the verdict")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -101,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
     args = parser.parse_args(argv)
+    if (args.sweep_dir is None) == (args.latest is None):
+        parser.error("give a sweep folder or --latest TASK (one of them)")
     try:
+        if args.latest is not None:
+            args.sweep_dir = latest_sweep(args.root, args.latest)
         comp = compare(
             args.sweep_dir,
             args.out,

@@ -230,8 +230,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     clips = [clips[j] for j in keep]
     settle(plan, members, {c.speaker for c in clips})
     probs = (total[keep] / count[keep, None]).astype(np.float32)
-    seen = [seen_speakers(m) or set() for m in members]
-    overlap = np.array([any(c.speaker in seen[i] for i in plan.scorers[c.speaker]) for c in clips])
+    seen = [seen_speakers(m) for m in members]  # None: not recorded, so possibly anyone
+    overlap = np.array([any(seen[i] is None or c.speaker in seen[i] for i in plan.scorers[c.speaker]) for c in clips])
     scores = score(probs, *truth(clips))
     excluded: dict[str, int] = {}
     for e in index.excluded:
@@ -239,12 +239,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for reason in missing.values():
         excluded[reason] = excluded.get(reason, 0) + 1
     hours = float(seconds[keep].sum()) / 3600
-    record = build_record(cfg, members, plan, clips, scores, excluded, hours, time.perf_counter() - start)
+    corpora = list(modules[0].corpora.names)  # data.corpora=[all] expanded to what was found
+    record = build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, time.perf_counter() - start)
     record["eval"]["overlap"]["clips"] = int(overlap.sum())
     return {"record": record, "clips": clips, "probs": probs, "members": count[keep], "overlap": overlap}
 
 
-def build_record(cfg, members, plan, clips, scores, excluded, hours, wall) -> dict[str, Any]:
+def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall) -> dict[str, Any]:
     """metrics.json: training's test-stage schema (ser.results.run_record) plus what the evaluation was."""
     single = members[0].data if len(members) == 1 and isinstance(members[0].data, Mapping) else {}
     loss = ",".join(sorted({str(m.loss.name) for m in members}))
@@ -256,7 +257,7 @@ def build_record(cfg, members, plan, clips, scores, excluded, hours, wall) -> di
         split="eval",
         fold=single.get("fold"),
         data={
-            "corpora": list(to_plain(cfg.data.corpora)),
+            "corpora": corpora,
             "split": "eval",
             "speaker_independent": not plan.overlap,
             "clips": {"test": len(clips)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,14 @@ def normalize_rows(confusion: np.ndarray) -> np.ndarray:
     return np.divide(confusion, sums, out=np.zeros_like(confusion), where=sums > 0)
 
 
+def fit_title(ax, title: str, fontsize: float = 10) -> None:
+    """Set an axes title wrapped to the axes' width, so long group labels never run off the figure."""
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    # An average character is about 0.55 em wide; one em is fontsize points, 72 points an inch.
+    chars = max(12, int(width_in * 72 / (0.55 * fontsize)))
+    ax.set_title(textwrap.fill(title, width=chars), fontsize=fontsize)
+
+
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str = "", ax=None) -> Figure:
     """Labelled, row-normalized confusion matrix with the recall of each cell printed."""
     norm = normalize_rows(confusion)
@@ -33,7 +42,7 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: s
     ax.set_yticks(range(n), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix (rows normalized)")
+    fit_title(ax, title or "confusion matrix (rows normalized)")
     for i in range(n):
         for j in range(n):
             if norm[i, j] >= 0.005:
@@ -52,8 +61,9 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: s
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG (tight bounding box: nothing cut off at the edges) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -101,6 +101,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = build_datamodule(cfg)
     datamodule.progress = datamodule.progress and bars
+    check_checkpoint(cfg, datamodule.input_dim)  # a checkpoint of another model size fails before any work
     datamodule.build_index()  # a missing or wrong corpus fails here, before any work
     trainer, callbacks, loggers = build_trainer(cfg, bars)
 
@@ -109,7 +110,6 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     # The checkpoint records which speakers trained, validated and tested it (ser.eval refuses overlap).
     record = data_record(datamodule.corpora.names, datamodule.split, datamodule.clips)
     module = build_module(cfg, datamodule.input_dim, datamodule.feature_stats(), datamodule.class_counts(), record)
-    check_checkpoint(cfg, module)
     if trainer.is_global_zero:
         report_data(datamodule, loggers)
 
@@ -162,13 +162,13 @@ def build_trainer(cfg: DictConfig, bars: bool) -> tuple[L.Trainer, list, list]:
     return trainer, callbacks, loggers
 
 
-def check_checkpoint(cfg: DictConfig, module: SERModule) -> None:
-    """``ckpt_path`` must be a ser checkpoint of the model this config builds (same sizes), before any work."""
+def check_checkpoint(cfg: DictConfig, input_dim: int) -> None:
+    """``ckpt_path`` must be a ser checkpoint of the network this config builds (same sizes), before any work."""
     path = cfg.get("ckpt_path")
     if not path:
         return
     ckpt = load_checkpoint(path)  # CheckpointError: missing, not a checkpoint, not written by ser.train
-    expected = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
+    expected = {f"net.{k}": v for k, v in instantiate(cfg.model, input_dim=input_dim).state_dict().items()}
     mismatch = checkpoint_mismatch(ckpt["state_dict"], expected)
     if mismatch is None:
         return

@@ -123,7 +123,7 @@ def split_problems(cfg: DictConfig) -> list[str]:
     if strategy is None:
         return []
     if strategy not in STRATEGIES:
-        return [f"split.strategy={strategy!r}: choose one of {', '.join(STRATEGIES)} (split=speaker|kfold|random)"]
+        return [f"split.strategy={strategy!r}: choose one of {', '.join(STRATEGIES)} (split={'|'.join(STRATEGIES)})"]
     out = []
     val, test = _get(cfg, "split.val_fraction"), _get(cfg, "split.test_fraction")
     fractions = [v for v in (val, test if strategy != "kfold" else None) if v is not None]

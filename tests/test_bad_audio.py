@@ -147,8 +147,7 @@ def test_data_command_exits_2_with_the_message(cli_env: dict, tmp_path: Path) ->
     root = _tree(tmp_path / "data")
     (root / "AudioWAV" / "1001_DFA_SAD_XX.wav").write_bytes(b"")
     res = subprocess.run(
-        [sys.executable, "-m", "ser.data", "data.corpora=[crema_d]", f"data.root={tmp_path / 'data'}"]
-        + ["data.progress=false", "split=random"],
+        [sys.executable, "-m", "ser.data", "data.corpora=[crema_d]", f"data.root={tmp_path / 'data'}", "split=random"],
         capture_output=True,
         text=True,
         env=cli_env,

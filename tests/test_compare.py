@@ -382,3 +382,87 @@ def test_kfold_with_the_split_group(tmp_path: Path) -> None:
     (r,) = comp.paired_result("uar")
     assert (r.n, r.unpaired) == (2, 1)
     assert [row[0] for row in comp.kfold[0].rows] == [0, 1, 2] and "2 paired folds" in C.verdict(comp)
+
+
+# ------------------------------------------------------------------------------- honest reports (issue 10)
+
+
+def _jobs_with_epochs(best_epochs: list[int], epochs: int = 10, n: int = 5) -> list[C.Job]:
+    jobs = _memory_jobs(CAT_UAR[:n], BIN_UAR[:n])
+    for job, best in zip(jobs, best_epochs * 2, strict=False):
+        job.metrics["best_val"]["epoch"] = best
+        job.metrics["epochs"] = epochs
+    return jobs
+
+
+def test_warns_when_most_runs_were_still_improving() -> None:
+    from ser.analysis.checks import caveats
+    from ser.analysis.render import render_markdown, summary_text
+
+    improving = C.analyze(_jobs_with_epochs([9, 9, 9, 4, 9]))  # best at the last of 10 epochs in 4 of 5 seeds
+    (warning,) = [w for w in caveats(improving) if "still" in w]
+    assert "8 of 10 runs" in warning and "trainer.max_epochs" in warning
+    assert "warning: 8 of 10 runs" in summary_text(improving)
+    assert "## Warnings" in render_markdown(improving, [])
+    stopped = C.analyze(_jobs_with_epochs([3, 5, 9, 4, 2]))  # early stopping ended most runs
+    assert not [w for w in caveats(stopped) if "still" in w]
+
+
+def test_warns_when_there_are_too_few_pairs() -> None:
+    from ser.analysis.checks import caveats
+
+    few = caveats(C.analyze(_memory_jobs(CAT_UAR[:3], BIN_UAR[:3])))
+    assert any("Only 3 paired runs: too few for a test to mean much" in w for w in few)
+    enough = caveats(C.analyze(_memory_jobs(np.r_[CAT_UAR, CAT_UAR + 0.01], np.r_[BIN_UAR, BIN_UAR + 0.01])))
+    assert not any("too few" in w for w in enough)
+    assert any("fewer than 3 runs" in w for w in caveats(C.analyze(_memory_jobs(CAT_UAR[:2], BIN_UAR[:2]))))
+
+
+def test_confidence_intervals_of_rates_stay_within_0_and_1() -> None:
+    from ser.analysis.stats import METRIC_BOUNDS, summarize
+
+    s = summarize([0.99, 1.0, 0.80], bounds=METRIC_BOUNDS)
+    assert s.ci_high == 1.0 and s.ci_low >= 0.0 and s.mean == pytest.approx(0.93)
+    near_zero = summarize([0.0, 0.01, 0.2], bounds=METRIC_BOUNDS)
+    assert near_zero.ci_low == 0.0
+    comp = C.analyze(_memory_jobs(np.array([0.99, 1.0, 0.8]), np.array([0.0, 0.01, 0.2])))
+    for group in comp.groups:
+        for stat in group.stats.values():
+            assert 0.0 <= stat.ci_low <= stat.ci_high <= 1.0
+    for pair in comp.paired:
+        assert -1.0 <= pair.diff.ci_low <= pair.diff.ci_high <= 1.0
+
+
+def test_uar_figure_has_a_chance_line_and_titles_fit() -> None:
+    from ser.analysis.render import confusion_panels, metric_figure
+    from ser.plots import plt
+
+    jobs = _memory_jobs(CAT_UAR, BIN_UAR)
+    for job in jobs:  # long group labels, as a sweep over several keys makes them
+        job.params["model"] = "a_rather_long_architecture_name_with_options" + job.params["loss"]
+    comp = C.analyze(jobs, group_by=["loss", "model"])
+    fig = metric_figure(comp, "uar")
+    (ax,) = fig.axes
+    chance = [ln for ln in ax.get_lines() if ln.get_label().startswith("chance")]
+    assert chance and chance[0].get_ydata()[0] == pytest.approx(1 / 12)
+    for figure in (fig, confusion_panels(comp)):
+        figure.canvas.draw()
+        right = figure.bbox.x1
+        for a in figure.axes:
+            box = a.title.get_window_extent()
+            assert box.x0 >= 0 and box.x1 <= right, a.get_title()
+        plt.close(figure)
+
+
+def test_latest_picks_the_newest_sweep_of_the_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "multirun"
+    older = loss_sweep(root / "2025-01-01_10-00-00")
+    other = root / "2025-02-01_10-00-00"  # newer, but another experiment
+    write_job(other, 0, ["model.hidden_size=64"], metrics=_metrics(0.5, 0.93, "categorical", 0))
+    for sweep, task in ((older, "loss_comparison"), (other, "train")):
+        (sweep / "multirun.yaml").write_text(yaml.safe_dump({"task_name": task}))
+    assert C.latest_sweep(root, "loss_comparison") == older
+    assert C.main(["--latest", "loss_comparison", "--root", str(root), "--no-plots"]) == 0
+    assert str(older) in capsys.readouterr().out
+    with pytest.raises(C.CompareError, match=r"task_name=nothing under .*tasks found: loss_comparison, train"):
+        C.latest_sweep(root, "nothing")

@@ -78,6 +78,11 @@ def test_data_options_build_a_datamodule(train_config, data):
         "demo": ["demo"],
         "crema_d": ["crema_d"],
         "savee": ["savee"],
+        "ravdess": ["ravdess"],
+        "tess": ["tess"],
+        "emodb": ["emodb"],
+        "manifest": ["manifest"],
+        "all": ["all"],  # no corpus folder under the test's data.root: index() says so
     }[data]
     assert list(dm.corpora.names) == expected
 

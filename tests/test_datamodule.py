@@ -271,8 +271,8 @@ def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
     assert "corpus folder not found" in str(err.value) and "data=demo" in str(err.value)
     assert "kaggle.com/datasets/ejlok1/cremad" in str(err.value)
     assert not (tmp_path / "cache").exists()
-    with pytest.raises(DataError, match="unknown corpus 'ravdess'"):
-        _make({}, tmp_path / "cache", corpora=("ravdess",)).prepare_data()
+    with pytest.raises(DataError, match="unknown corpus 'iemocap'"):
+        _make({}, tmp_path / "cache", corpora=("iemocap",)).prepare_data()
 
 
 SMALL_DEMO = demo_mod.DemoSpec(

@@ -105,6 +105,26 @@ def test_a_corpus_without_female_speakers_skips_gender_metrics(runs, eval_config
     assert sum(map(sum, record["confusion"])) == record["data"]["clips"]["test"]
 
 
+def test_a_manifest_with_unknown_genders_is_scored_on_what_is_known(runs, eval_config, shared_cache, tmp_path):
+    savee = ensure_demo_corpus(shared_cache / "demo", progress=False) / "savee" / "AudioData"
+    codes = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral", "sa": "sad", "su": "surprise"}
+    rows = ["path,speaker,emotion,gender"]
+    for speaker, gender in (("DC", ""), ("JE", "m")):
+        for wav in sorted((savee / speaker).glob("*.wav")):
+            rows.append(f"{wav},guest_{speaker},{codes[wav.stem.rstrip('0123456789')]},{gender}")
+    csv = tmp_path / "mine" / "manifest.csv"
+    csv.parent.mkdir()
+    csv.write_text("\n".join(rows) + "\n")
+    record = run(eval_config(f"ckpt={runs['single'] / BEST}", f"data.roots.manifest={csv}", data="manifest"))
+    ev = record["eval"]
+    assert ev["speakers"] == ["manifest/guest_DC", "manifest/guest_JE"]
+    # 12-class metrics over the clips whose gender is known; emotions over all; one gender: no gender accuracy.
+    assert "clips whose speaker gender is known" in ev["scope"]["accuracy"]
+    assert sum(map(sum, record["confusion"])) == record["data"]["clips"]["test"] // 2
+    assert "only male" in ev["skipped"]["gender_accuracy"] and record["emotion_accuracy"] is not None
+    assert sum(n for reason, n in ev["excluded"]["by_reason"].items() if "surprise" in reason) == 4
+
+
 def test_a_kfold_sweep_folder_gives_cross_validation_predictions(runs, eval_config):
     record = run(eval_config(f"ckpt={runs['sweep']}"))
     ev = record["eval"]
@@ -156,3 +176,35 @@ def test_cli_writes_outputs_eval_and_exits_2_with_one_line_errors(runs, cli_env,
         assert res.returncode == 2
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("ser.eval: ") and text in last
+
+
+def test_a_checkpoint_without_a_data_record_needs_allow_overlap(eval_config, tmp_path):
+    from checkpoint_fixtures import build_checkpoint
+
+    ckpt = build_checkpoint(tmp_path / "old.ckpt")  # as written before checkpoints recorded their speakers
+    with pytest.raises(EvalError, match="does not record the speakers"):
+        run(eval_config(f"ckpt={ckpt}", "speakers=[savee/DC]"))
+    record = run(eval_config(f"ckpt={ckpt}", "speakers=[savee/DC]", "allow_overlap=true"))
+    assert record["eval"]["overlap"]["speakers"] == ["savee/DC"]
+    assert record["eval"]["overlap"]["clips"] == record["data"]["clips"]["test"]
+
+
+def test_resumed_training_keeps_the_speakers_the_earlier_run_saw():
+    from ser.models.checkpoint import DATA_KEY
+    from ser.models.module import SERModule
+
+    def record(train, val, test):
+        return {"split": "speaker", "speakers": {"train": train, "val": val, "test": test}}
+
+    module = SERModule(
+        model={"_target_": "ser.models.lstm.LSTMClassifier", "hidden_size": 4, "dense_size": 4},
+        loss={"_target_": "ser.models.losses.CategoricalLoss"},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        input_dim=8,
+        data_record=record(["a"], ["b"], ["c"]),
+    )
+    module.on_load_checkpoint({DATA_KEY: record(["c"], ["d"], ["a"])})
+    assert module.data_record["speakers"] == {"train": ["a", "c"], "val": ["b", "d"], "test": []}
+    saved: dict = {}
+    module.on_save_checkpoint(saved)
+    assert saved[DATA_KEY] == module.data_record

@@ -110,7 +110,10 @@ def short_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _long_tree(tmp_path: Path) -> Path:
     root = tmp_path / "crema-d"
-    make_crema_tree(root, actors=["1001", "1002"], emotions=["ANG", "HAP", "SAD"], seconds=(0.2, 0.9))
+    sentences = ("DFA", "IEO", "TIE", "IOM", "IWW", "TAI")  # 6 clips a class: a stratified split needs several
+    make_crema_tree(
+        root, actors=["1001", "1002"], emotions=["ANG", "HAP", "SAD", "NEU"], sentences=sentences, seconds=(0.2, 0.9)
+    )
     write_wav(root / "AudioWAV" / "1001_IEO_NEU_XX.wav", seconds=3.7, sr=44100, channels=2, seed=5)
     write_wav(root / "AudioWAV" / "1002_IEO_NEU_XX.wav", seconds=2.2, seed=6)
     return root
@@ -226,7 +229,7 @@ def test_capped_batches_split_evenly_across_ranks() -> None:
 
 
 def test_length_limits_from_config() -> None:
-    assert LengthLimits.from_config({}) == LengthLimits(20.0, 131072)
+    assert LengthLimits.from_config({}) == LengthLimits(20.0, 65536)
     assert LengthLimits.from_config({"max_seconds": None, "max_batch_frames": None}) == LengthLimits(None, None)
     with pytest.raises(ValueError, match="max_seconds"):
         LengthLimits(max_seconds=0)
@@ -265,11 +268,11 @@ def test_datamodule_crops_long_clips_and_reports_the_cut(tmp_path: Path) -> None
     cropped = dm.report["cropped"]
     assert cropped["max_seconds"] == 1.0 and cropped["how"] == "centre" and cropped["clips"] == 2
     assert {Path(f["path"]).name: f["seconds"] for f in cropped["files"]} == {
-        "1001_IEO_NEU_XX.wav": 3.7,
-        "1002_IEO_NEU_XX.wav": 2.2,
+        "1001_IEO_NEU_XX.wav": 3.71,  # seconds of the frames, as the report counts hours: 371 x 10 ms
+        "1002_IEO_NEU_XX.wav": 2.21,
     }
     assert all(f["kept"] == 1.01 for f in cropped["files"])
-    assert cropped["seconds_cut"] == pytest.approx(3.7 + 2.2 - 2 * 1.01, abs=0.02)
+    assert cropped["seconds_cut"] == pytest.approx(3.71 + 2.21 - 2 * 1.01)
     text = format_report(dm.report)
     assert "Cropped to their centre 1 s (data.max_seconds): 2 clips" in text
     assert "1001_IEO_NEU_XX.wav: 3.7 s -> 1.0 s" in text

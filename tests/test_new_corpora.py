@@ -75,8 +75,8 @@ def test_ravdess_kaggle_copy_nested_twice_is_read_once(tmp_path: Path) -> None:
     index = build_index(["ravdess"], {"ravdess": root})
     assert len(index.clips) == 4 and len({c.clip_id for c in index.clips}) == 4
     assert [e.reason.split(" ")[0] for e in index.excluded] == ["duplicate"] * 4
+    make_tess_tree(tmp_path / "tess", speakers=("OAF",), emotions=("sad",))
     with pytest.raises(DataError, match="is this another corpus"):
-        make_tess_tree(tmp_path / "tess", speakers=("OAF",), emotions=("sad",))
         build_index(["ravdess"], {"ravdess": tmp_path / "tess"})
 
 
@@ -239,7 +239,7 @@ def test_all_is_every_corpus_found_under_the_root(tmp_path: Path) -> None:
     index = found.index(progress=False)
     assert Counter(c.corpus for c in index.clips) == {"ravdess": 6, "tess": 2, "emodb": 6, "manifest": 2}
     with pytest.raises(DataError, match=r"(?s)data.corpora=\[all\]: no corpus folder found under .*kaggle.com") as err:
-        CorpusSet(names=("all",), root=str(tmp_path / "nothing"))
+        CorpusSet(names=("all",), root=str(tmp_path / "nothing")).index(progress=False)
     assert "data=demo" in str(err.value) and "demo (built in" not in str(err.value)
 
 

@@ -466,7 +466,7 @@ def test_microphone_segments_as_json_lines(
         query_devices=lambda device, kind: {"default_samplerate": float(rate)},
     )
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
-    code = cli([f"ckpt={ckpt}", "mic=true", "window=1", "hop=0.5", "segments=true", "format=json"])
+    code = cli([f"ckpt={ckpt}", "mic=true", "duration=3", "window=1", "hop=0.5", "segments=true", "format=json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = [json.loads(line) for line in captured.out.splitlines()]

@@ -11,16 +11,19 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ser.analysis.checks import caveats
 from ser.analysis.stats import Comparison, label
 from ser.analysis.story import Story
 from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, verdict
-from ser.labels import CLASSES
-from ser.plots import confusion_figure, normalize_rows, plt, save_figure
+from ser.labels import CLASSES, NUM_CLASSES
+from ser.plots import confusion_figure, fit_title, normalize_rows, plt, save_figure
 from ser.results import META_FIELDS, Job, display_name
 
 MAX_CONFUSION_PANELS = 6
 ERROR_CHARS = 300
 MAX_LISTED = 10  # failed jobs printed to the terminal; the markdown lists all
+# What guessing scores: UAR of any constant or random prediction is 1/12.
+CHANCE = {"uar": 1 / NUM_CLASSES}
 
 
 def _md_cell(text: Any) -> str:
@@ -101,10 +104,14 @@ def render_markdown(comp: Comparison, figures: Sequence[Path], story: Story | No
         f"Paired over: {', '.join(comp.match_keys) or '–'}."
     )
     lines += [
-        "All numbers are test-set metrics; mean ± sd over runs, 95% CI of the mean from the t distribution.",
+        "All numbers are test-set metrics; mean ± sd over runs, 95% CI of the mean from the t distribution "
+        "(clipped to [0, 1], the range of every metric). Chance UAR is 1/12 = 0.083.",
         *comp.notes,
         "",
     ]
+    warnings = caveats(comp)
+    if warnings:
+        lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     for title, text in story.sections(comp):
         lines += [f"## {title}", "", text, ""]
     lines += ["## Verdict", "", verdict(comp, story.verdict_extra(comp)), ""]
@@ -189,6 +196,8 @@ def metric_figure(comp: Comparison, metric: str, story: Story | None = None) -> 
             if i == 0 and (1, key) in positions:
                 x1, y1 = positions[(1, key)]
                 ax.plot([x0, x1], [y0, y1], color="grey", alpha=0.35, lw=0.8, zorder=2)
+    if metric in CHANCE:
+        ax.axhline(CHANCE[metric], ls="--", color="grey", lw=1, label=f"chance (1/{NUM_CLASSES})")
     for line in story.reference_lines(metric):
         ax.axhline(**line)
     ax.set_xticks(
@@ -199,7 +208,7 @@ def metric_figure(comp: Comparison, metric: str, story: Story | None = None) -> 
     )
     ax.set_xlim(-0.6, len(comp.groups) - 0.4)
     ax.set_ylabel(display_name(metric))
-    ax.set_title(f"test {display_name(metric)}, one point per run")
+    fit_title(ax, f"test {display_name(metric)}, one point per run")
     ax.grid(axis="y", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
@@ -273,6 +282,7 @@ def summary_text(comp: Comparison, story: Story | None = None, prog: str = "ser.
         cv = t.cv[comp.metric]
         lines.append(f"  {t.group} cross-validated {name}: {fmt(cv.mean)} ± {fmt(cv.sd)} over {cv.n} folds")
     lines += story.summary_notes(comp)
+    lines += [f"  warning: {w}" for w in caveats(comp)]
     lines += [problem_line(j) for j in comp.problems[:MAX_LISTED]]
     if len(comp.problems) > MAX_LISTED:
         lines.append(f"  ... and {len(comp.problems) - MAX_LISTED} more failed or missing jobs")

@@ -15,6 +15,10 @@ from scipy import stats
 
 from ser.results import SCALARS, Job
 
+# Every scalar metric is a rate in [0, 1]; a difference of two lies in [-1, 1]. CIs are clipped to these.
+METRIC_BOUNDS = (0.0, 1.0)
+DIFF_BOUNDS = (-1.0, 1.0)
+
 # Keys whose values are repetitions of one setting, not settings: runs are paired over them.
 # (split.* since split became its own config group; data.* in older sweeps; the held-out corpus of a
 # leave-one-corpus-out sweep and the held-out speaker of a leave-one-speaker-out sweep are folds too.)
@@ -34,7 +38,8 @@ FOLD_SPLITS: tuple[str, ...] = ("kfold", "loso", "cross_corpus")
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, sample sd and t-based 95% CI of the mean of n finite values (NaN where undefined)."""
+    """Mean, sample sd and t-based 95% CI of the mean of n finite values (NaN where undefined); the CI is clipped
+    to the values' possible range when one is given (a rate's CI never leaves [0, 1])."""
 
     n: int
     mean: float
@@ -43,7 +48,7 @@ class Summary:
     ci_high: float
 
 
-def summarize(values: Iterable[float], confidence: float = 0.95) -> Summary:
+def summarize(values: Iterable[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> Summary:
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     n = len(x)
     if n == 0:
@@ -53,7 +58,10 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> Summary:
         return Summary(1, mean, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return Summary(n, mean, sd, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Summary(n, mean, sd, low, high)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class Paired:
 def paired_test(a: Sequence[float], b: Sequence[float]) -> tuple[Summary, float, float]:
     """Summary of b − a, paired t-test p and Wilcoxon signed-rank p (two-sided; NaN where undefined)."""
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = summarize(b_arr - a_arr)
+    diff = summarize(b_arr - a_arr, bounds=DIFF_BOUNDS)
     t_p = w_p = math.nan
     if len(a_arr) >= 2:
         with warnings.catch_warnings():
@@ -259,7 +267,12 @@ def analyze(
     for job in done:
         by_key.setdefault(tuple(hashable(job.params.get(k)) for k in group_keys), []).append(job)
     groups = [
-        Group(gkey, label(group_keys, gkey), members, {m: summarize(j.value(m) for j in members) for m in metrics})
+        Group(
+            gkey,
+            label(group_keys, gkey),
+            members,
+            {m: summarize((j.value(m) for j in members), bounds=METRIC_BOUNDS) for m in metrics},
+        )
         for gkey, members in sorted(by_key.items(), key=lambda kv: sort_key(kv[0], baseline))
     ]
 
@@ -365,6 +378,6 @@ def kfold_tables(comp: Comparison) -> list[FoldTable]:
             in_fold = [j for j in members if hashable(j.fold) == fold]
             means = {m: summarize(j.value(m) for j in in_fold).mean for m in comp.metrics}
             rows.append((fold, len(in_fold), means))
-        cv = {m: summarize(r[2][m] for r in rows) for m in comp.metrics}
+        cv = {m: summarize((r[2][m] for r in rows), bounds=METRIC_BOUNDS) for m in comp.metrics}
         tables.append(FoldTable(group.label, rows, cv))
     return tables

@@ -24,7 +24,7 @@ class LengthLimits:
     """
 
     max_seconds: float | None = 20.0
-    max_batch_frames: int | None = 131072
+    max_batch_frames: int | None = 65536
 
     @classmethod
     def from_config(cls, data: Mapping) -> LengthLimits:

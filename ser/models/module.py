@@ -149,12 +149,17 @@ class SERModule(L.LightningModule):
         values = {k: float(v) for k, v in metrics.compute().items()}
         for k, v in values.items():
             self.log(f"{stage}/{k}", v, prog_bar=k == "uar" and stage != "train")
+        # One x-axis for TensorBoard: the epoch. Lightning plots a logged "step" as the x value of the
+        # metrics flushed with it, and the confusion-matrix images are logged at the epoch too.
+        self.log("step", float(self.current_epoch))
         return values
 
     def on_train_epoch_end(self) -> None:
         # Validation of this epoch has run already, so the line has both train and val figures.
         train = self._log_stage(self.train_metrics, "train")
         train_loss = float(self.train_loss.compute())
+        if self.trainer.optimizers:  # the rate this epoch trained with, on the epoch axis
+            self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]))
         self.train_metrics.reset()
         self.train_loss.reset()
         elapsed = time.perf_counter() - self._epoch_start
@@ -185,6 +190,7 @@ class SERModule(L.LightningModule):
             "per_class_recall": self.test_metrics.compute_per_class_recall(),
             "confusion": self.test_metrics.compute_confusion().cpu().tolist(),
         }
+        self._log_confusion_image(torch.tensor(self.test_results["confusion"]), "test/confusion_matrix")
         self.test_metrics.reset()
 
     def _log_confusion_image(self, confusion: torch.Tensor, tag: str) -> None:
@@ -217,5 +223,14 @@ class SERModule(L.LightningModule):
         stamp(checkpoint, self.data_record)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A resumed run keeps recording the split it was trained on.
-        self.data_record = checkpoint.get(DATA_KEY) or self.data_record
+        # Resumed weights have also learnt from the speakers the earlier run trained and validated on: keep them
+        # in the record, so ser.eval never scores the model on them as if they were new.
+        old = checkpoint.get(DATA_KEY)
+        if not self.data_record or not old:
+            self.data_record = self.data_record or old
+            return
+        speakers = {p: list(v) for p, v in self.data_record["speakers"].items()}
+        for part in ("train", "val"):
+            speakers[part] = sorted(set(speakers[part]) | set(old["speakers"][part]))
+        speakers["test"] = sorted(set(speakers["test"]) - set(speakers["train"]) - set(speakers["val"]))
+        self.data_record = {**self.data_record, "speakers": speakers}

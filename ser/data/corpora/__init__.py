@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,9 @@ class CorpusSet:
 
     def __post_init__(self) -> None:
         if ALL in self.names:
-            object.__setattr__(self, "names", self._expand_all())
+            # Nothing found: resolved_roots() and index() raise it, as for a missing corpus folder.
+            with contextlib.suppress(DataError):
+                object.__setattr__(self, "names", self._expand_all())
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> CorpusSet:
@@ -105,6 +108,8 @@ class CorpusSet:
         return tuple(names)
 
     def resolved_roots(self) -> dict[str, str]:
+        if ALL in self.names:
+            self._expand_all()  # raises: no corpus folder was found when the set was made
         out = {}
         for name in self.names:
             given = self.roots.get(name)
