@@ -261,7 +261,10 @@ def explain_hydra_error(exc: BaseException, config_dir: str, config_name: str, o
         near = difflib.get_close_matches(option, options, n=1, cutoff=0.5)
         hint = f" (did you mean `{group}={near[0]}`?)" if near else ""
         return f"no option {option!r} in config group {group!r}{hint}; options: {', '.join(options)}"
-    if first.startswith("Could not override '") or "Could not append to config" in first:
+    if first.startswith("Could not append to config. An item is already at '"):
+        key = first.split("'")[1]
+        return f"`{key}` exists already: drop the + to override it (or use ++{key}=... to add or override)"
+    if first.startswith("Could not override '"):
         key = first.split("'")[1]
         value = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), "...")
         near = nearest(key, [k for k in config_keys(config_dir, config_name, overrides) if k != key])

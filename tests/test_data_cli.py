@@ -18,7 +18,8 @@ def test_data_report_of_the_demo_corpus(cli_env, shared_cache, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "male_sad" in res.stdout and "female_neutral" in res.stdout
     assert "silent" in res.stdout and "no class" in res.stdout  # 1076_MTI_SAD_XX and SAVEE su clips
-    (run_dir,) = (tmp_path / "outputs" / "data").iterdir()
+    assert res.stdout.count("Data report:") == 1 and "split speaker (seed 0" in res.stdout  # once, with the split
+    (run_dir,) = (tmp_path / "outputs" / "demo" / "data").iterdir()  # demo runs apart from real data
     report = json.loads((run_dir / "data_report.json").read_text())
     assert report["corpora"]["crema_d"]["clips"] == 288 and report["corpora"]["savee"]["clips"] == 96
     assert report["corpora"]["savee"]["excluded"] == {"no class": 8}

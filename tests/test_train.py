@@ -96,20 +96,67 @@ def test_tensorboard_hparams_carry_real_final_metrics(trained):
     assert "_hparams_/session_start_info" in plugin
 
 
+def test_tensorboard_scalars_and_images_share_the_epoch_axis(trained):
+    out, metrics = trained
+    acc = _event_file(out)
+    epochs = list(range(metrics["epochs"]))
+    for tag in ("val/uar", "val/loss", "train/loss", "train/uar", "train/lr"):
+        assert [e.step for e in acc.Scalars(tag)] == epochs, tag
+    assert [e.step for e in acc.Images("val/confusion_matrix")] == epochs
+    (test_image,) = acc.Images("test/confusion_matrix")
+    (test_uar,) = acc.Scalars("test/uar")
+    assert test_image.step == test_uar.step
+
+
 def test_cli_run_logs_one_line_per_epoch_to_its_log_file(cli_env, shared_cache, tmp_path):
+    """Redirected output (not a terminal): no bar redraws, the data report once, no third-party noise."""
     res = _cli(
         "data=demo",
         "trainer.max_epochs=2",
-        "callbacks.progress_bar.refresh_rate=0",
         f"paths.cache_dir={shared_cache}",
         "model.hidden_size=16",
         env=cli_env,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
+    (run_dir,) = (tmp_path / "outputs" / "demo" / "train").iterdir()  # demo runs apart from real data
     lines = [ln for ln in (run_dir / "train.log").read_text().splitlines() if "| val/uar" in ln]
     assert [ln.split("epoch ")[1].split(" ")[0] for ln in lines] == ["0", "1"]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
+    console = res.stdout + res.stderr
+    assert "\r" not in console and "it/s" not in console
+    assert console.count("Data report:") == 1 and console.count("| val/uar") == 2
+    assert "train " in console and "clips," in console and "speakers" in console  # the split summary
+    for noise in ("litlogger", "FLOPs", "LeafSpec", "Test metric"):
+        assert noise not in console, noise
+
+
+def test_progress_bar_can_be_switched_off_through_the_trainer(train_config, tmp_path):
+    """trainer.enable_progress_bar=false was refused while the bar callback was configured; now it is progress=none."""
+    metrics = run(train_config("trainer.enable_progress_bar=false", "progress=bar", "trainer.max_epochs=1"))
+    assert metrics["status"] == "ok"
+
+
+def test_mistakes_stop_before_work_with_one_line_and_code_2(cli_env, shared_cache, tmp_path):
+    res = _cli("data=demo", "trainer.max_epochs=0", "optimizer.lr=-1", f"paths.cache_dir={shared_cache}", env=cli_env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("ser.train:")]
+    assert "trainer.max_epochs=0: need at least 1" in line and "optimizer.lr=-1: must be a positive number" in line
+    assert not list((tmp_path / "outputs" / "demo" / "train").iterdir())  # the empty run folder is removed
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = _cli("data=demo", f"paths.log_dir={blocker}/runs", env=cli_env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot create" in res.stderr and "paths.log_dir" in res.stderr
+
+
+def test_checkpoint_of_another_model_size_is_refused(trained, train_config):
+    from ser.validate import ConfigError
+
+    out, _ = trained  # hidden_size=128
+    ckpt = out / "checkpoints" / "best.ckpt"
+    with pytest.raises(ConfigError, match=r"another model size \(net\..*; it was trained with model.hidden_size=128"):
+        run(train_config("train=false", f"ckpt_path={ckpt}"))  # FAST_OVERRIDES: hidden_size=32
 
 
 def test_seed_zero_counts_and_reproduces(train_config, tmp_path):
@@ -170,13 +217,33 @@ def test_missing_data_names_folders_sources_and_demo(cli_env):
 
 @pytest.mark.parametrize(
     ("override", "needle"),
-    [("loss=binar", "binary"), ("model.hiden_size=3", "hiden_size"), ("data.nope=1", "nope")],
+    [
+        ("loss=binar", "binary"),
+        ("model.hiden_size=3", "hiden_size"),
+        ("data.nope=1", "nope"),
+        ("model.hiden_size=3", "did you mean `model.hidden_size`?"),
+        ("los=binary", "did you mean `loss`?"),
+        ("loss=binar", "did you mean `loss=binary`?"),
+    ],
 )
 def test_config_typos_get_hydras_error(cli_env, override, needle):
     res = _cli(override, env=cli_env)
-    assert res.returncode != 0
+    assert res.returncode == 2
     assert needle in res.stderr
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr and "+key" not in res.stderr
+
+
+def test_help_says_what_the_command_does(cli_env):
+    res = _cli("--help", env=cli_env)
+    assert res.returncode == 0
+    for needle in (
+        "ser.train: train and test",
+        "== Examples ==",
+        "python -m ser.train data=demo",
+        "loss ",
+        "progress=",
+    ):
+        assert needle in res.stdout, needle
 
 
 @pytest.mark.parametrize("augment", ["specaugment", "mixup", "specaugment_mixup"])

@@ -47,7 +47,7 @@ def test_the_default_config_has_no_problems(train_config):
         ("augment=mixup", None),  # valid: no problem
         ("augment=mixup augment.mixup.p=1.5", "augment.mixup.p=1.5: a probability must be in [0, 1]"),
         ("callbacks.early_stopping.patience=-1", "patience=-1: must be an integer of 0 or more"),
-        ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0: must be above 0"),
+        ("+trainer.limit_train_batches=0", "trainer.limit_train_batches=0: must be above 0"),
         ("train=false", "train=false test=true: testing needs trained weights; give ckpt_path="),
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt': no such checkpoint file"),
     ],
@@ -129,6 +129,8 @@ def test_hydra_errors_become_one_line():
     assert explain_hydra_error(missing, CONF, "train", ["loss=binar"]) == (
         "no option 'binar' in config group 'loss' (did you mean `loss=binary`?); options: binary, categorical"
     )
+    exists = ConfigCompositionException("Could not append to config. An item is already at 'seed'.\nEither ...")
+    assert explain_hydra_error(exists, CONF, "train", ["+seed=1"]).startswith("`seed` exists already: drop the +")
     parse = OverrideParseException("x=[1", "no viable alternative at input '[1'")
     assert explain_hydra_error(parse, CONF, "train", ["x=[1"]).startswith("cannot read the override `x=[1`")
 

@@ -247,7 +247,7 @@ class FeatureCache:
         extractor = self.make_extractor().eval()
         min_samples = int(extractor.min_samples)
         order = sorted(range(len(clips)), key=lambda i: _size(clips[i].path))
-        results: dict[int, torch.Tensor] = {}
+        results: dict[int, list[torch.Tensor]] = {}  # a clip's features, in chunks for a long one
         excluded: list[Exclusion] = []
         bar = tqdm(total=len(clips), desc="features", unit="clip", disable=not self.progress)
 
@@ -284,8 +284,8 @@ class FeatureCache:
                 self._extract(extractor, batch, results)
         bar.close()
         kept = [i for i in range(len(clips)) if i in results]
-        feats = [results[i] for i in kept]
-        lengths = torch.tensor([0] + [f.shape[0] for f in feats], dtype=torch.long)
+        feats = [chunk for i in kept for chunk in results[i]]
+        lengths = torch.tensor([0] + [sum(c.shape[0] for c in results[i]) for i in kept], dtype=torch.long)
         dim = feats[0].shape[1] if feats else 0
         return FeatureSet(
             clip_ids=[clips[i].clip_id for i in kept],
@@ -300,7 +300,7 @@ class FeatureCache:
             raise AudioError(f"{exc}; {SKIP_HINT}") from exc
         return f"unreadable: {exc}"
 
-    def _extract_long(self, extractor: torch.nn.Module, clip: Clip) -> tuple[torch.Tensor | None, str | None]:
+    def _extract_long(self, extractor: torch.nn.Module, clip: Clip) -> tuple[list[torch.Tensor] | None, str | None]:
         """Features of one clip longer than BATCH_SECONDS, or why it is left out."""
         try:
             if extractor.context_samples is None:  # frames depend on the whole clip: extract it whole, alone
@@ -308,7 +308,7 @@ class FeatureCache:
                 reason = bad_wave(wave, int(extractor.min_samples))
                 if reason is not None:
                     return None, reason
-                out: dict[int, torch.Tensor] = {}
+                out: dict[int, list[torch.Tensor]] = {}
                 self._extract(extractor, [(0, wave)], out)
                 return out[0], None
             chunk = int(BATCH_SECONDS * self.sample_rate) // int(extractor.hop_length)
@@ -319,7 +319,7 @@ class FeatureCache:
             return None, NON_FINITE
         if streamed.peak < SILENCE:
             return None, SILENT
-        return streamed.features, None
+        return streamed.chunks, None
 
     @staticmethod
     def _extract(extractor: torch.nn.Module, batch: list[tuple[int, np.ndarray]], out: dict) -> None:
@@ -330,4 +330,4 @@ class FeatureCache:
         with torch.inference_mode():
             feats, frames = extractor(waves, lengths)
         for row, (i, _) in enumerate(batch):
-            out[i] = feats[row, : frames[row]].clone()
+            out[i] = [feats[row, : frames[row]].clone()]

@@ -13,12 +13,20 @@ from ser.features.base import FeatureExtractor
 
 @dataclass
 class StreamedFeatures:
-    """A long clip's features [T, F] and what the cache checks on every clip (its samples, peak, finiteness)."""
+    """A long clip's features [T, F] in consecutive chunks, and what the cache checks on every clip.
 
-    features: torch.Tensor | None  # None when a non-finite sample stopped the extraction
+    The chunks stay apart: the cache concatenates every clip's features once, so joining them here would
+    hold a long clip's features twice for nothing.
+    """
+
+    chunks: list[torch.Tensor] | None  # None when a non-finite sample stopped the extraction
     samples: int
     peak: float
     finite: bool
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        return None if self.chunks is None else torch.cat(self.chunks)
 
 
 def _frames(extractor: FeatureExtractor, wave: np.ndarray) -> torch.Tensor:
@@ -74,7 +82,6 @@ def extract_chunked(
         feats = _frames(extractor, buf[start - base :])
         offset = start // hop
         out.append(feats[first - offset : num - offset].clone())
-    features = torch.cat(out) if out else torch.zeros(0, int(extractor.out_dim))
-    if features.shape[0] != num:
-        raise RuntimeError(f"chunked extraction gave {features.shape[0]} frames, expected {num}")
-    return StreamedFeatures(features, total, peak, finite=True)
+    if sum(c.shape[0] for c in out) != num:
+        raise RuntimeError(f"chunked extraction gave {sum(c.shape[0] for c in out)} frames, expected {num}")
+    return StreamedFeatures(out, total, peak, finite=True)
