@@ -127,9 +127,9 @@ def child(args: argparse.Namespace) -> None:
     result["extract"], result["extract_s"] = maxrss_mb(), time.perf_counter() - start
     result["clips"], result["audio_h"] = len(index), dm.report["hours"]
     result["longest_s"] = float(dm.feature_set.lengths.max()) * dm.extractor.hop_length / dm.sample_rate
-    result["cropped"] = dm.report["cropped"]["clips"]
+    result["cropped"] = dm.report.get("cropped", {}).get("clips", "-")
     result["features_mb"] = dm.feature_set.features.numel() * 4 / 2**20
-    if not args.unbounded:
+    if not (args.unbounded or args.no_step):
         start = time.perf_counter()
         batches = [b for loader in (dm.train_dataloader, dm.val_dataloader, dm.test_dataloader) for b in loader()]
         batch = max(batches, key=lambda b: b.features.shape[0] * b.features.shape[1])
@@ -152,9 +152,9 @@ def child(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ parent
 
 
-def run_child(corpus: Path, cache: Path, unbounded: bool) -> dict:
+def run_child(corpus: Path, cache: Path, unbounded: bool, no_step: bool) -> dict:
     cmd = [sys.executable, __file__, "--child", "--corpus", str(corpus), "--cache", str(cache)]
-    cmd += ["--unbounded"] if unbounded else []
+    cmd += (["--unbounded"] if unbounded else []) + (["--no-step"] if no_step else [])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
     if res.returncode != 0:
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--long", type=float, nargs="+", default=[600.0, 1800.0], help="long clips, seconds")
     parser.add_argument("--repeats", type=int, default=1, help="measurements of each variant, interleaved")
     parser.add_argument("--unbounded", action="store_true", help="long variants without crop/cap (no step)")
+    parser.add_argument("--no-step", action="store_true", help="index and extraction only (e.g. on older code)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -184,7 +185,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in corpora}
     for _ in range(args.repeats):
         for k, (name, folder) in enumerate(corpora.items()):
-            results[name].append(run_child(folder, work / "cache", args.unbounded and k > 0))
+            results[name].append(run_child(folder, work / "cache", args.unbounded and k > 0, args.no_step))
 
     ref = results["short clips"]
     stages = [("index", "index"), ("extract", "index + extraction + setup"), ("step", "+ one training step")]
@@ -192,7 +193,7 @@ def main() -> None:
         rows = []
         for name, runs in results.items():
             if key not in runs[0]:
-                rows.append((name, "skipped (--unbounded)"))
+                rows.append((name, "skipped (--unbounded or --no-step)"))
                 continue
             peak = median([r[key] for r in runs])
             rows.append((name, f"{peak:8.0f} MB   x{peak / median([r[key] for r in ref]):.2f}"))

@@ -4,18 +4,22 @@
     python -m ser.predict ckpt=best.ckpt inputs=[interview.wav] window=3.0 hop=1.0 plot=timeline.png
     python -m ser.predict ckpt=best.ckpt inputs=[interview.wav] window=3.0 hop=1.0 segments=true
     python -m ser.predict ckpt=best.ckpt mic=true
+    python -m ser.predict ckpt=[a.ckpt,b.ckpt] inputs=[clip.wav]    # ensemble (or ckpt=<sweep folder>)
     ser-predict ckpt=best.ckpt inputs=[clip.wav,recordings/] format=csv output=predictions.csv
 
 ``ser-predict`` is the same command installed as a script. Results go to stdout (or ``output``),
 messages to stderr. An input that cannot be classified (missing, not audio, empty, silent, too
 short, NaN or inf samples) is named on stderr (and under ``errors`` in JSON), the others are still
 processed, and the exit code is 1. A bad checkpoint or option exits with 2. The output formats and
-the JSON schema are described in :mod:`ser.inference.outputs`.
+the JSON schema are described in :mod:`ser.inference.outputs`. Several checkpoints (a list, or a run or
+sweep folder: every job's ``checkpoints/best.ckpt``) predict as one ensemble, their probabilities averaged
+(:mod:`ser.inference.ensemble`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ser.inference.ensemble import EnsemblePredictor, load_predictor
 from ser.inference.mic import MicrophoneUnavailable, microphone_blocks
 from ser.inference.outputs import FORMATS, LiveWriter, Row, make_header, plot_paths, plot_timeline, render
 from ser.inference.prediction import InputFailure, Prediction, merge_segments
@@ -51,7 +56,7 @@ class UsageError(ValueError):
 class PredictOptions:
     """Everything one prediction command needs (the keys of conf/predict.yaml)."""
 
-    ckpt: str | None = None
+    ckpt: str | list[str] | None = None  # a list or a run/sweep folder: an ensemble (mean probabilities)
     inputs: list[str] = field(default_factory=list)
     format: str = "table"
     output: str | None = None
@@ -109,11 +114,23 @@ def _emit(text: str, output: str | None, stdout: TextIO) -> None:
     _error(f"results written to {path}")
 
 
+def _header(opts: PredictOptions, predictor: Predictor, mode: str, window: float | None) -> dict[str, Any]:
+    """The output header; an ensemble's names the folder given (or its members' common folder) as ``checkpoint``
+    and lists every member under ``checkpoints``."""
+    if not isinstance(predictor, EnsemblePredictor):  # the file (also when given as its run folder)
+        return make_header(predictor.source, predictor.classes, predictor.sample_rate, mode, window, opts.hop)
+    members = [os.path.abspath(m.source) for m in predictor.members]
+    given = opts.ckpt if isinstance(opts.ckpt, str) else os.path.commonpath(members)
+    header = make_header(given or "", predictor.classes, predictor.sample_rate, mode, window, opts.hop)
+    header["checkpoints"] = members
+    return header
+
+
 def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int:
     """One prediction per file, or a timeline per file when ``opts.window`` is set."""
     timeline = opts.window is not None
     mode = ("segments" if opts.segments else "timeline") if timeline else "files"
-    header = make_header(opts.ckpt or "", predictor.classes, predictor.sample_rate, mode, opts.window, opts.hop)
+    header = _header(opts, predictor, mode, opts.window)
     preds: list[Prediction] = []
     failures: list[InputFailure] = []
     timelines: list[tuple[str, list[Prediction]]] = []
@@ -163,7 +180,7 @@ def run_stream(
     """Live timeline of a block stream (the microphone, or any iterator of audio buffers)."""
     window = opts.window if opts.window is not None else MIC_WINDOW
     mode = "segments" if opts.segments else "timeline"
-    header = make_header(opts.ckpt or "", predictor.classes, predictor.sample_rate, mode, window, opts.hop)
+    header = _header(opts, predictor, mode, window)
     out: TextIO = stdout if opts.output is None else open(opts.output, "w")  # noqa: SIM115
     rows: list[Prediction] = []
     try:
@@ -200,7 +217,7 @@ def run(opts: PredictOptions, stdout: TextIO | None = None) -> int:
         opts.check()
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        predictor = Predictor.from_checkpoint(opts.ckpt or "", device=opts.device, batch_size=opts.batch_size)
+        predictor = load_predictor(opts.ckpt or "", device=opts.device, batch_size=opts.batch_size)
         if opts.mic:
             blocks, rate = microphone_blocks(opts.mic_device, opts.duration)
             _error(f"listening on the microphone at {rate} Hz; Ctrl-C stops")
@@ -222,6 +239,8 @@ def options_from_config(cfg: DictConfig) -> PredictOptions:
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     plain.pop("hydra", None)
     inputs = plain.get("inputs") or []
+    if isinstance(plain.get("ckpt"), list):
+        plain["ckpt"] = [str(c) for c in plain["ckpt"]]
     plain["inputs"] = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(i) for i in inputs]
     known = set(PredictOptions.__dataclass_fields__)
     unknown = sorted(set(plain) - known)

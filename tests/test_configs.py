@@ -134,3 +134,18 @@ def test_seed_zero_reaches_the_split(train_config):
     cfg = train_config("seed=0")
     assert cfg.split.seed == 0
     assert train_config("seed=7").split.seed == 7
+
+
+def test_demo_runs_land_apart_from_real_data(train_config):
+    from omegaconf import OmegaConf
+
+    demo = OmegaConf.select(train_config("data=demo").hydra, "run.dir")
+    real = OmegaConf.select(train_config("data=default").hydra, "run.dir")
+    assert "/outputs/demo/train/" in demo and "/outputs/train/" in real and "/demo/" not in real
+    assert "/outputs/demo/multirun/" in OmegaConf.select(train_config("data=demo").hydra, "sweep.dir")
+
+
+def test_each_command_has_its_own_help(train_config):
+    assert train_config().hydra.help.app_name == "ser.train"
+    assert "progress=auto|bar|none" in train_config().hydra.help.template
+    assert train_config().progress == "auto" and train_config().trainer.enable_progress_bar is True

@@ -102,3 +102,38 @@ def test_held_out_members_follow_the_data_records(ckpts):
         "x/3": [0],
         "y/9": [0, 1],
     }
+
+
+def test_predict_command_averages_a_list_of_checkpoints(ckpts, tmp_path):
+    import io
+    import json
+    import os
+
+    import soundfile as sf
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ser.predict import CONFIG_DIR, PredictOptions, options_from_config, run
+
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, speechlike(1.5, SR, seed=7), SR)
+
+    def predict(ckpt) -> dict:
+        out = io.StringIO()
+        assert run(PredictOptions(ckpt=ckpt, inputs=[str(wav)], format="json"), stdout=out) == 0
+        return json.loads(out.getvalue())
+
+    singles = [predict(str(p)) for p in ckpts]
+    both = predict([str(p) for p in ckpts])
+    assert "checkpoints" not in singles[0]["header"]
+    assert both["header"]["checkpoints"] == [os.path.abspath(p) for p in ckpts]
+    mean = {
+        c: (singles[0]["predictions"][0]["probabilities"][c] + singles[1]["predictions"][0]["probabilities"][c]) / 2
+        for c in both["header"]["classes"]
+    }
+    assert both["predictions"][0]["probabilities"] == pytest.approx(mean, abs=1e-5)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name="predict", overrides=[f"ckpt=[{ckpts[0]},{ckpts[1]}]", f"inputs=[{wav}]"])
+    GlobalHydra.instance().clear()
+    assert options_from_config(cfg).ckpt == [str(p) for p in ckpts]

@@ -38,7 +38,12 @@ PREFETCH = 64  # decoded clips that may wait for extraction: bounds the decoders
 SILENCE = 1e-4
 SILENT = "silent: no sample above 1e-4"
 NON_FINITE = "non-finite: NaN or inf samples (they would turn the normalization statistics to NaN)"
-SKIP_HINT = "to leave such files out (listed in the data report), run with data.on_error=skip"
+SKIP_HINT = "Run with data.on_error=skip to leave such files out (the data report lists them)."
+
+
+def with_hint(message: str) -> str:
+    """An unreadable file's message with the way out, as one line."""
+    return f"{message}{' ' if message.endswith(('?', '.')) else '. '}{SKIP_HINT}"
 
 
 def bad_wave(wave: np.ndarray, min_samples: int) -> str | None:
@@ -230,7 +235,7 @@ class FeatureCache:
         # on_error is not in the key: an entry built with on_error=skip must not silence on_error=raise.
         unreadable = [e for e in fs.excluded if e.reason.startswith("unreadable: ")]
         if unreadable and self.on_error == "raise":
-            raise AudioError(f"{unreadable[0].reason.removeprefix('unreadable: ')}; {SKIP_HINT}")
+            raise AudioError(with_hint(unreadable[0].reason.removeprefix("unreadable: ")))
         # Entries built before NaN/inf clips were left out may hold their NaN features (the sum is one cheap pass).
         if fs.features.numel() and not torch.isfinite(fs.features.sum()):
             log.warning("feature cache %s holds NaN or inf features; rebuilding it", path)
@@ -297,7 +302,7 @@ class FeatureCache:
     def _unreadable(self, exc: AudioError) -> str:
         """The exclusion reason of an undecodable file, or the error itself (with the way out) under on_error=raise."""
         if self.on_error == "raise":
-            raise AudioError(f"{exc}; {SKIP_HINT}") from exc
+            raise AudioError(with_hint(str(exc))) from exc
         return f"unreadable: {exc}"
 
     def _extract_long(self, extractor: torch.nn.Module, clip: Clip) -> tuple[list[torch.Tensor] | None, str | None]:

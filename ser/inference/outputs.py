@@ -23,8 +23,9 @@ emotion, confidence and probabilities.
         "window": 3.0 | null,                   # seconds; null in files mode
         "hop": 1.0 | null,
         "sample_rate": 16000,                   # the model's; inputs are resampled to it
-        "classes": ["female_angry", ...]        # the keys of every row's probabilities
-      },
+        "classes": ["female_angry", ...],       # the keys of every row's probabilities
+        "checkpoints": ["/abs/a.ckpt", ...]     # ensembles only: every member ("checkpoint": the folder given,
+      },                                        #   or the members' common folder); probabilities are their mean
       "predictions": [ {row}, ... ],
       "errors": [ {"path": "x.wav", "reason": "silent: ..."}, ... ]   # inputs that gave no prediction
     }
