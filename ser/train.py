@@ -91,6 +91,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run(cfg: DictConfig) -> dict[str, Any]:
+    """validate (before any work) -> build (data, trainer, module) -> fit -> test -> record."""
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     validate(cfg)  # values that cannot work and unwritable folders stop here, before indexing and training

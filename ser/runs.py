@@ -1,0 +1,413 @@
+"""Run folders and their life: unique names, status records, signals, resuming a run, finishing a sweep.
+
+``python -m ser.runs finish <sweep folder>`` completes an interrupted sweep in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from ser.results import RECORD_FILE, expected_overrides, read_record, write_record
+
+log = logging.getLogger("ser.runs")
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# Overrides a resumed run may change: they do not change what it computes.
+RESUME_MAY_CHANGE = ("progress", "num_threads", "resume")
+# Exit codes of a run stopped by a signal, as a shell reports them (128 + signal number).
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def unique_dir(base: str) -> str:
+    """``<base>_<4 hex>``, a folder made here (``mkdir`` is atomic, also on shared file systems), so two runs
+    started in the same second, on one machine or on two, never share one. One answer per ``base`` and process."""
+    if base in _UNIQUE:
+        return _UNIQUE[base]
+    for _ in range(100):
+        candidate = f"{base}_{uuid.uuid4().hex[:4]}"
+        try:
+            Path(candidate).mkdir(parents=True)
+        except FileExistsError:
+            continue
+        _UNIQUE[base] = candidate
+        return candidate
+    raise FileExistsError(f"no free folder name {base}_XXXX after 100 tries")
+
+
+_UNIQUE: dict[str, str] = {}
+
+
+def run_label(choices: Any) -> str:
+    """``categorical_lstm``: the loss and model options a run chose, for folder and TensorBoard run names."""
+    picked = choices if isinstance(choices, Mapping) else {}
+    parts = [str(picked[k]).replace("/", "-") for k in ("loss", "model") if picked.get(k)]
+    return "_".join(parts) or "run"
+
+
+def register_resolvers() -> None:
+    """``${ser.unique:...}`` and ``${ser.label:...}`` of conf/hydra/default.yaml (registered on import).
+
+    ``use_cache``: Hydra copies resolver caches into every job's config (also in a submitit job's process),
+    so a sweep folder named once stays that folder.
+    """
+    if not OmegaConf.has_resolver("ser.unique"):
+        OmegaConf.register_new_resolver("ser.unique", unique_dir, use_cache=True)
+    if not OmegaConf.has_resolver("ser.label"):
+        OmegaConf.register_new_resolver("ser.label", run_label)
+
+
+register_resolvers()
+
+
+# ---------------------------------------------------------------------------------------- status
+
+
+def is_rank_zero() -> bool:
+    """Before Lightning exists: false in DDP child ranks and in SLURM tasks other than the first."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not inside a Hydra app
+        return False
+
+
+class RunStatus:
+    """The ``status`` of a run folder's metrics.json over the run: ``running`` from the start, then ``ok``
+    (ser.train's record), ``failed`` or ``interrupted``. A job killed outright stays ``running``: ser.compare
+    lists it as running or killed, apart from jobs that never started."""
+
+    def __init__(self, out_dir: str | Path, overrides: Sequence[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self.overrides = [str(o) for o in overrides if not str(o).startswith("resume=")]
+        self.started = time.time()
+        try:
+            self.previous = read_record(self.out_dir)
+        except (OSError, ValueError):
+            self.previous = None
+        self.resumed_from: str | None = None
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        """The record of this folder when it already holds a completed run of the same overrides."""
+        if not self.previous or self.previous.get("status") != "ok":
+            return None
+        theirs = self.previous.get("overrides")
+        if theirs is not None and sorted(map(str, theirs)) != sorted(self.overrides):
+            from ser.validate import ConfigError
+
+            raise ConfigError(
+                f"{self.out_dir} holds a finished job of other overrides ({' '.join(theirs)}); "
+                "it is kept: give the sweep a new hydra.sweep.dir"
+            )
+        return self.previous
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if is_rank_zero():
+            write_record(self.out_dir, record)
+
+    def running(self) -> None:
+        self._write(
+            {
+                "status": "running",
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "overrides": self.overrides,
+                "resumed_from": self.resumed_from,
+            }
+        )
+
+    def interrupted(self, exc: BaseException) -> int:
+        """Record an interrupted run; returns the exit code the process should end with (never 0)."""
+        signum = received_signal()
+        how = signal.Signals(signum).name if signum else type(exc).__name__
+        last = self.out_dir / LAST_CHECKPOINT
+        self._write(
+            {
+                "status": "interrupted",
+                "error": f"interrupted by {how}",
+                "overrides": self.overrides,
+                "last_checkpoint": str(last) if last.is_file() else None,
+                "resume": f"python -m ser.train resume={self.out_dir}" if not is_multirun() else None,
+            }
+        )
+        if signum:
+            return SIGNAL_EXIT.get(signal.Signals(signum), 128 + int(signum))
+        code = exc.code if isinstance(exc, SystemExit) else 1
+        return code if isinstance(code, int) and code != 0 else 1
+
+    def undo(self) -> None:
+        """A user's mistake stopped the run before work: the folder's previous record back (a refused resume
+        leaves the run as it was), else none in a single run (its folder is then removed as before)."""
+        if not is_rank_zero():
+            return
+        if self.previous is not None:
+            write_record(self.out_dir, self.previous)
+        elif not is_multirun():
+            (self.out_dir / RECORD_FILE).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------- signals
+
+
+_RECEIVED: list[int] = []
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT: Lightning handles it as Ctrl+C (callbacks' on_exception, teardown), then main records it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def received_signal() -> int | None:
+    """The signal that stopped this run (SIGTERM or SIGINT), or None."""
+    return _RECEIVED[-1] if _RECEIVED else None
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    _RECEIVED.append(signum)
+    raise RunInterrupted(signum)
+
+
+@contextmanager
+def catch_signals() -> Iterator[None]:
+    """SIGTERM (what SLURM and `kill` send) and SIGINT raise :class:`RunInterrupted` while the block runs.
+
+    Under submitit SIGTERM is left to submitit (it requeues preempted jobs on its own signal and ignores
+    SIGTERM); only the main thread may install handlers.
+    """
+    _RECEIVED.clear()
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGINT] + ([] if os.environ.get("SUBMITIT_EXECUTOR") else [signal.SIGTERM])
+    previous = {s: signal.getsignal(s) for s in signals}
+    for s in signals:
+        signal.signal(s, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# ---------------------------------------------------------------------------------------- resume
+
+
+class ResumeError(ValueError):
+    """``resume=`` names no run that can be continued, or conflicts with other overrides."""
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+# The original config of the run that ``resume=`` continues (Hydra rewrites .hydra/ before the task runs).
+_ORIGINAL: dict[str, str] = {}
+
+
+def resume_argv(argv: Sequence[str]) -> list[str]:
+    """The command line of ``python -m ser.train resume=<run folder> [...]``: that run's own overrides and
+    ``hydra.run.dir=<run folder>``, so it continues in its folder with its config. Other overrides that would
+    change what it computes are refused (:class:`ResumeError`); argv without ``resume=`` is returned as is."""
+    args = list(argv)
+    given = [a for a in args if a.split("=", 1)[0].lstrip("+") == "resume"]
+    if not given or os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child ranks get the resolved job command
+        return args
+    folder = Path(given[-1].split("=", 1)[1])
+    if not folder.name or str(folder) in ("null", "None"):
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise ResumeError("resume= continues one run; an interrupted sweep: python -m ser.runs finish <sweep folder>")
+    overrides = _read_yaml(folder / ".hydra" / "overrides.yaml")
+    if not isinstance(overrides, list):
+        why = "no such folder" if not folder.is_dir() else "no .hydra/overrides.yaml: not a ser.train run folder"
+        raise ResumeError(f"resume={folder}: {why}")
+    original = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+") != "resume"]
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in original}
+    conflicts = [
+        a
+        for a in args
+        if "=" in a
+        and not a.startswith("-")
+        and a not in original
+        and a.split("=", 1)[0].lstrip("+~") not in RESUME_MAY_CHANGE
+        and not (a.startswith("hydra.") or a.startswith("hydra/"))
+    ]
+    if conflicts:
+        shown = " ".join(conflicts)
+        changed = " (the run had other values)" if any(c.split("=", 1)[0].lstrip("+~") in keys for c in conflicts) else ""
+        raise ResumeError(
+            f"resume={folder} continues that run with its own config; drop {shown}{changed}, or start a new run"
+        )
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        path = folder / ".hydra" / name
+        if path.is_file():
+            _ORIGINAL[name] = path.read_text()
+    flags = [a for a in args if a.startswith("-")]
+    extra = [a for a in args if "=" in a and a not in original and not a.startswith("-") and a not in given]
+    return [*flags, *original, *extra, f"resume={folder}", f"hydra.run.dir={folder}"]
+
+
+def check_resumed_config(cfg: Any, out_dir: Path) -> None:
+    """The resumed run's composed config equals the one the run started with (the config files may have
+    changed since); else the original .hydra/ files are put back and the run refused."""
+    if "config.yaml" not in _ORIGINAL:
+        return
+    original = yaml.safe_load(_ORIGINAL["config.yaml"]) or {}
+    current = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(current, dict)
+    skip = set(RESUME_MAY_CHANGE)
+    differ = sorted(k for k in set(original) | set(current) if k not in skip and original.get(k) != current.get(k))
+    if differ:
+        for name, text in _ORIGINAL.items():
+            (out_dir / ".hydra" / name).write_text(text)
+        raise ResumeError(
+            f"resume={out_dir}: the config files changed since the run started ({', '.join(differ)} differ); "
+            "the run would not continue with its own config"
+        )
+
+
+def resume_checkpoint(cfg: Any, out_dir: str | Path) -> str | None:
+    """The checkpoint a run continues from: ``resume=<this folder>``, or, for a sweep job (a requeued SLURM job,
+    ``ser.runs finish``), a ``last.ckpt`` its folder already holds. None: a fresh start."""
+    out_dir = Path(out_dir)
+    last = out_dir / LAST_CHECKPOINT
+    resume = cfg.get("resume")
+    if resume:
+        if Path(resume).resolve() != out_dir.resolve():
+            raise ResumeError(f"resume={resume}: resume continues in the run's own folder, not in {out_dir}")
+        if cfg.get("ckpt_path"):
+            raise ResumeError("resume= and ckpt_path= both set: resume continues a run, ckpt_path starts one from weights")
+        if not last.is_file():
+            log.warning("%s holds no %s (stopped before its first epoch ended): starting it again", out_dir, LAST_CHECKPOINT)
+            return None
+        return str(last)
+    if is_multirun() and last.is_file() and not cfg.get("ckpt_path"):
+        log.info("resuming this job from %s", last)
+        return str(last)
+    return None
+
+
+def objective(cfg: Any, metrics: Mapping[str, Any]) -> float | None:
+    """The value ser.train returns to sweepers: ``optimized_metric`` of a run record."""
+    name = str(cfg.get("optimized_metric") or "")
+    if name.startswith("val/"):
+        value = (metrics.get("best_val") or {}).get(name[4:])
+    else:
+        value = metrics.get(name.removeprefix("test/"))
+    return float(value) if value is not None else None
+
+
+# ---------------------------------------------------------------------------------------- finish
+
+
+def sweep_plan(sweep_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """The command that finishes a sweep and the job numbers by what happens to them.
+
+    Raises ResumeError when the folder is not a basic-sweeper sweep of ser.train or a job folder holds
+    other overrides than its number stands for (finishing would overwrite it).
+    """
+    config = _read_yaml(sweep_dir / "multirun.yaml")
+    if not isinstance(config, dict):
+        raise ResumeError(f"{sweep_dir}: no multirun.yaml: not a sweep folder")
+    expected = expected_overrides(sweep_dir)
+    if expected is None:
+        raise ResumeError(f"{sweep_dir}: not a grid sweep (a tuning study continues with python -m ser.tune)")
+    hydra_cfg = config.get("hydra") or {}
+    plan: dict[str, list[str]] = {"kept (ok)": [], "resumed from last.ckpt": [], "run again": [], "not started": []}
+    for num, overrides in enumerate(expected):
+        folder = sweep_dir / str(num)
+        saved = _read_yaml(folder / ".hydra" / "overrides.yaml") if folder.is_dir() else None
+        if isinstance(saved, list) and sorted(map(str, saved)) != sorted(map(str, overrides)):
+            raise ResumeError(
+                f"{folder} holds other overrides ({' '.join(map(str, saved))}) than job {num} of this sweep "
+                f"({' '.join(overrides)}); nothing was run"
+            )
+        try:
+            record = read_record(folder) if folder.is_dir() else None
+        except (OSError, ValueError):
+            record = None
+        if not folder.is_dir():
+            plan["not started"].append(str(num))
+        elif record and record.get("status") == "ok":
+            plan["kept (ok)"].append(str(num))
+        elif (folder / LAST_CHECKPOINT).is_file():
+            plan["resumed from last.ckpt"].append(str(num))
+        else:
+            plan["run again"].append(str(num))
+    task = [str(o) for o in (hydra_cfg.get("overrides") or {}).get("task") or []]
+    dropped = ("hydra.sweep.dir=", "hydra.mode=", "hydra.run.dir=")
+    hydra_over = [str(o) for o in (hydra_cfg.get("overrides") or {}).get("hydra") or [] if not str(o).startswith(dropped)]
+    command = [sys.executable, "-m", "ser.train", "-m", *task, *hydra_over, f"hydra.sweep.dir={sweep_dir}"]
+    return command, plan
+
+
+def finish(sweep_dir: str | Path, extra: Sequence[str] = (), dry_run: bool = False) -> int:
+    """Run the jobs of a sweep that did not finish, each in its own numbered folder; finished jobs are kept."""
+    sweep_dir = Path(sweep_dir)
+    command, plan = sweep_plan(sweep_dir)
+    command += list(extra)
+    for what, nums in plan.items():
+        if nums:
+            print(f"ser.runs: {len(nums)} job(s) {what}: {' '.join(nums)}", file=sys.stderr)
+    if not any(nums for what, nums in plan.items() if what != "kept (ok)"):
+        print(f"ser.runs: every job of {sweep_dir} finished; nothing to do", file=sys.stderr)
+        return 0
+    print("ser.runs: " + " ".join(command[1:]), file=sys.stderr)
+    if dry_run:
+        return 0
+    return subprocess.call(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ser.runs", description="Run folders: finish an interrupted sweep.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fin = sub.add_parser(
+        "finish",
+        help="run the unfinished jobs of a sweep in their own folders (finished jobs are kept)",
+        description="Re-launch a ser.train sweep into its folder: jobs whose metrics.json says ok are kept, jobs "
+        "with a checkpoints/last.ckpt resume from it, the others run again. Extra overrides (e.g. "
+        "hydra/launcher=slurm) are passed on.",
+    )
+    fin.add_argument("sweep_dir", help="the sweep folder (outputs/multirun/<time>_<id>/)")
+    fin.add_argument("overrides", nargs="*", help="Hydra overrides for the launch (launcher, resources)")
+    fin.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    args = parser.parse_args(argv)
+    try:
+        return finish(args.sweep_dir, args.overrides, args.dry_run)
+    except ResumeError as exc:
+        print(f"ser.runs: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
