@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -70,6 +70,7 @@ class PredictOptions:
     batch_size: int = 64
     plot: str | None = None
     threads: int | None = None
+    one_speaker: bool = False
 
     def check(self) -> None:
         if not self.ckpt:
@@ -126,6 +127,20 @@ def _header(opts: PredictOptions, predictor: Predictor, mode: str, window: float
     return header
 
 
+def fit_one_speaker(predictor: Predictor, inputs: Sequence[str]) -> None:
+    """Treat all inputs as one speaker: a model trained with utterance or speaker normalization then
+    normalizes them with the statistics of all their frames, as training normalized each speaker."""
+    members = getattr(predictor, "members", [predictor])  # an ensemble normalizes per member
+    if all(m.normalization == "global" for m in members):
+        log.warning("one_speaker=true: this model standardizes with its training statistics; nothing changes")
+        return
+    waves = [w for _, w in (item for chunk in predictor.iter_inputs(inputs) for item in chunk)]
+    waves = [w for w in waves if not isinstance(w, InputFailure)]
+    if waves:
+        predictor.fit_speaker(waves)
+        log.info("one_speaker=true: normalizing with the statistics of %d input(s)", len(waves))
+
+
 def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int:
     """One prediction per file, or a timeline per file when ``opts.window`` is set."""
     timeline = opts.window is not None
@@ -134,6 +149,8 @@ def run_files(predictor: Predictor, opts: PredictOptions, stdout: TextIO) -> int
     preds: list[Prediction] = []
     failures: list[InputFailure] = []
     timelines: list[tuple[str, list[Prediction]]] = []
+    if opts.one_speaker:
+        fit_one_speaker(predictor, opts.inputs)
     if timeline:
         assert opts.window is not None
         for path, result in predictor.timeline_files(opts.inputs, opts.window, opts.hop):

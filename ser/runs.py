@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ser.results import RECORD_FILE, expected_overrides, read_record, write_record
+from ser.validate import ConfigError
 
 log = logging.getLogger("ser.runs")
 
@@ -55,11 +56,12 @@ def unique_dir(base: str) -> str:
 _UNIQUE: dict[str, str] = {}
 
 
-def run_label(choices: Any) -> str:
-    """``categorical_lstm``: the loss and model options a run chose, for folder and TensorBoard run names."""
+def run_label(choices: Any, sep: str = "") -> str:
+    """``categorical_lstm``: the loss and model options a run chose (for folder and TensorBoard run names),
+    after ``sep``; empty for commands that choose neither."""
     picked = choices if isinstance(choices, Mapping) else {}
     parts = [str(picked[k]).replace("/", "-") for k in ("loss", "model") if picked.get(k)]
-    return "_".join(parts) or "run"
+    return sep + "_".join(parts) if parts else ""
 
 
 def register_resolvers() -> None:
@@ -117,8 +119,6 @@ class RunStatus:
             return None
         theirs = self.previous.get("overrides")
         if theirs is not None and sorted(map(str, theirs)) != sorted(self.overrides):
-            from ser.validate import ConfigError
-
             raise ConfigError(
                 f"{self.out_dir} holds a finished job of other overrides ({' '.join(theirs)}); "
                 "it is kept: give the sweep a new hydra.sweep.dir"
@@ -222,8 +222,9 @@ def catch_signals() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------- resume
 
 
-class ResumeError(ValueError):
-    """``resume=`` names no run that can be continued, or conflicts with other overrides."""
+class ResumeError(ConfigError):
+    """``resume=`` names no run that can be continued, or conflicts with other overrides; a sweep that cannot
+    be finished in place."""
 
 
 def _read_yaml(path: Path) -> Any:
@@ -264,7 +265,8 @@ def resume_argv(argv: Sequence[str]) -> list[str]:
     ]
     if conflicts:
         shown = " ".join(conflicts)
-        changed = " (the run had other values)" if any(c.split("=", 1)[0].lstrip("+~") in keys for c in conflicts) else ""
+        other_values = any(c.split("=", 1)[0].lstrip("+~") in keys for c in conflicts)
+        changed = " (the run had other values)" if other_values else ""
         raise ResumeError(
             f"resume={folder} continues that run with its own config; drop {shown}{changed}, or start a new run"
         )
@@ -306,9 +308,9 @@ def resume_checkpoint(cfg: Any, out_dir: str | Path) -> str | None:
         if Path(resume).resolve() != out_dir.resolve():
             raise ResumeError(f"resume={resume}: resume continues in the run's own folder, not in {out_dir}")
         if cfg.get("ckpt_path"):
-            raise ResumeError("resume= and ckpt_path= both set: resume continues a run, ckpt_path starts one from weights")
+            raise ResumeError("resume= and ckpt_path= both set: resume continues a run, ckpt_path starts a new one")
         if not last.is_file():
-            log.warning("%s holds no %s (stopped before its first epoch ended): starting it again", out_dir, LAST_CHECKPOINT)
+            log.warning("%s holds no %s (stopped before an epoch ended): starting it again", out_dir, LAST_CHECKPOINT)
             return None
         return str(last)
     if is_multirun() and last.is_file() and not cfg.get("ckpt_path"):
@@ -366,7 +368,8 @@ def sweep_plan(sweep_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
             plan["run again"].append(str(num))
     task = [str(o) for o in (hydra_cfg.get("overrides") or {}).get("task") or []]
     dropped = ("hydra.sweep.dir=", "hydra.mode=", "hydra.run.dir=")
-    hydra_over = [str(o) for o in (hydra_cfg.get("overrides") or {}).get("hydra") or [] if not str(o).startswith(dropped)]
+    hydra_over = [str(o) for o in (hydra_cfg.get("overrides") or {}).get("hydra") or []]
+    hydra_over = [o for o in hydra_over if not o.startswith(dropped)]
     command = [sys.executable, "-m", "ser.train", "-m", *task, *hydra_over, f"hydra.sweep.dir={sweep_dir}"]
     return command, plan
 
@@ -375,6 +378,12 @@ def finish(sweep_dir: str | Path, extra: Sequence[str] = (), dry_run: bool = Fal
     """Run the jobs of a sweep that did not finish, each in its own numbered folder; finished jobs are kept."""
     sweep_dir = Path(sweep_dir)
     command, plan = sweep_plan(sweep_dir)
+    changing = [o for o in extra if not o.lstrip("+").startswith("hydra")]
+    if changing:
+        raise ResumeError(
+            f"finish takes launcher settings only (hydra/launcher=..., hydra.launcher.*); {' '.join(changing)} "
+            "would give the unfinished jobs another config than the finished ones"
+        )
     command += list(extra)
     for what, nums in plan.items():
         if nums:

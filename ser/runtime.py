@@ -79,6 +79,9 @@ def register_resolvers() -> None:
     """``${ser.runs:${data.corpora}}`` in conf/hydra/default.yaml (registered on import of this module)."""
     if not OmegaConf.has_resolver("ser.runs"):
         OmegaConf.register_new_resolver("ser.runs", runs_subdir)
+    from ser.runs import register_resolvers as register_run_names  # ${ser.unique:...}, ${ser.label:...}
+
+    register_run_names()
 
 
 register_resolvers()

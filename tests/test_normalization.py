@@ -75,3 +75,29 @@ def test_predictor_normalizes_as_training_did():
     got = spk.predict_waves(waves)
     for i, w in enumerate(waves):
         torch.testing.assert_close(torch.from_numpy(got[i]), by_hand(w, stats), atol=1e-5, rtol=1e-4)
+
+
+def test_predict_one_speaker_normalizes_over_all_inputs(tmp_path):
+    """``ser.predict one_speaker=true`` fits the speaker statistics on every input of the call."""
+    import soundfile as sf
+
+    from ser.predict import fit_one_speaker
+
+    torch.manual_seed(0)
+    extractor = LogMel(sample_rate=16000, n_mels=16)
+    net = LSTMClassifier(16, hidden_size=8, dense_size=8).eval()
+    loss = CategoricalLoss()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, amp in enumerate((0.05, 0.5)):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], (rng.standard_normal(8000) * amp).astype(np.float32), 16000)
+    spk = Predictor(net, extractor, loss.probabilities, [str(i) for i in range(12)], 16000, normalization="speaker")
+    fit_one_speaker(spk, [str(p) for p in paths])
+    assert spk.speaker_stats is not None
+    per_clip = Predictor(
+        net, extractor, loss.probabilities, [str(i) for i in range(12)], 16000, normalization="speaker"
+    )
+    a = spk.predict_files([str(p) for p in paths])
+    b = per_clip.predict_files([str(p) for p in paths])
+    assert not np.allclose(a[0].probabilities, b[0].probabilities)  # the shared statistics change the inputs

@@ -152,8 +152,8 @@ def restore_rng_states(states: dict[str, Any], module: Any = None) -> None:
         saved = states["cuda"]
         if len(saved) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(saved)
-        else:  # another number of GPUs: each rank's own state is still restored below by index
-            log.warning("checkpoint saved %d CUDA RNG states, this machine has %d", len(saved), torch.cuda.device_count())
+        else:
+            log.warning("%d CUDA RNG states saved, %d GPUs here: not restored", len(saved), torch.cuda.device_count())
     if "augment" in states and module is not None and hasattr(module, "_augment_rng"):
         generator = module._augment_rng if isinstance(module._augment_rng, torch.Generator) else torch.Generator()
         generator.set_state(states["augment"])
@@ -200,7 +200,7 @@ class ResumeState(Callback):
         if not pending:
             return
         plateaus = [c for c in trainer.lr_scheduler_configs if c.reduce_on_plateau and c.interval == "epoch"]
-        for config, value in zip(plateaus, pending["plateau"]):
+        for config, value in zip(plateaus, pending["plateau"], strict=False):
             if value is not None:
                 config.scheduler.step(value)
         if pending["should_stop"]:
