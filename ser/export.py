@@ -68,13 +68,16 @@ def metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
         "format": f"ser-export-v1/{fmt}",
         "source_checkpoint": predictor.source,
         "inputs": {
-            "features": "float32 [batch, frames, feature_dim], unnormalized output of the features config",
+            "features": "float32 [batch, frames, feature_dim], output of the features config, normalized as "
+            "'normalization' says (global: as it is; utterance: each clip by the mean and std of its own frames; "
+            "speaker: by the mean and std of all frames of the speaker)",
             "lengths": "int64 [batch], valid frames of each clip",
         },
         "outputs": {"logits": "float32 [batch, classes]", "probabilities": "float32 [batch, classes]"},
         **predictor.config,
         "classes": list(predictor.classes),
         "sample_rate": predictor.sample_rate,
+        "normalization": predictor.normalization,
     }
 
 
@@ -123,7 +126,9 @@ def export_onnx(predictor: Predictor, path: Path, opset: int = 18) -> Path:
     # Short clips: torch.export unrolls the LSTM over the example's frames while tracing (the ONNX
     # graph keeps one LSTM node), so export time grows with them: ~25 s at 130 frames, ~2 s at 11.
     feats, lengths = example_inputs(predictor, seconds=EXPORT_EXAMPLE_SECONDS)
-    batch, frames = torch.export.Dim("batch"), torch.export.Dim("frames")
+    # AUTO, not named Dims: a strided front-end (CRNN) derives its frame count from these, and named
+    # Dims made torch.export specialize the frames to the example's (a static ONNX input).
+    batch = frames = torch.export.Dim.AUTO
     with _quiet_exporters(), contextlib.redirect_stdout(sys.stderr):
         program = torch.onnx.export(
             model,

@@ -55,9 +55,15 @@ def _clean(x: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Indented JSON written atomically: a reader sees the old file or the whole new one, never a part."""
+    text = json.dumps(_clean(data), indent=2)  # before any file exists: a value JSON cannot hold leaves nothing
+    return write_text(path, text)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """A text file written atomically (temporary file in the same folder, fsync, rename): a full disk or a
+    killed process leaves the old file or none, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_clean(data), indent=2)  # before any file exists: a value JSON cannot hold leaves nothing
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with tmp.open("x") as fh:  # a plain open, so the file gets the usual permissions (umask)
@@ -266,6 +272,10 @@ def load_job(folder: Path, expected: Sequence[str] | None = None) -> Job:
             metrics = record
             status = str(metrics.get("status", "ok"))
             error = str(metrics.get("error") or "")
+            if status == "running":  # no end record: still running, or killed outright (SIGKILL, node failure)
+                status = "running/killed"
+                where = f"{metrics.get('host', '?')} (pid {metrics.get('pid', '?')})"
+                error = f"started {metrics.get('started', '?')} on {where}; no result"
     if not isinstance(overrides, list):
         overrides = metrics.get("overrides") or list(expected or [])
     overrides = [str(o) for o in overrides]

@@ -28,8 +28,6 @@ from ser.validate import ConfigError
 log = logging.getLogger("ser.runs")
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-# Overrides a resumed run may change: they do not change what it computes.
-RESUME_MAY_CHANGE = ("progress", "num_threads", "resume")
 # Exit codes of a run stopped by a signal, as a shell reports them (128 + signal number).
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -48,6 +46,8 @@ def unique_dir(base: str) -> str:
             Path(candidate).mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError:  # not writable: Hydra's own mkdir fails next, with the message run_command gives
+            pass
         _UNIQUE[base] = candidate
         return candidate
     raise FileExistsError(f"no free folder name {base}_XXXX after 100 tries")
@@ -110,7 +110,7 @@ class RunStatus:
             self.previous = read_record(self.out_dir)
         except (OSError, ValueError):
             self.previous = None
-        self.resumed_from: str | None = None
+        self.reason = "interrupted"
 
     @property
     def finished(self) -> dict[str, Any] | None:
@@ -137,7 +137,6 @@ class RunStatus:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "overrides": self.overrides,
-                "resumed_from": self.resumed_from,
             }
         )
 
@@ -145,14 +144,15 @@ class RunStatus:
         """Record an interrupted run; returns the exit code the process should end with (never 0)."""
         signum = received_signal()
         how = signal.Signals(signum).name if signum else type(exc).__name__
+        self.reason = f"interrupted by {how}"
         last = self.out_dir / LAST_CHECKPOINT
         self._write(
             {
                 "status": "interrupted",
-                "error": f"interrupted by {how}",
+                "error": self.reason,
                 "overrides": self.overrides,
                 "last_checkpoint": str(last) if last.is_file() else None,
-                "resume": f"python -m ser.train resume={self.out_dir}" if not is_multirun() else None,
+                "resume": resume_hint(self.out_dir).split(": ", 1)[-1],
             }
         )
         if signum:
@@ -222,114 +222,25 @@ def catch_signals() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------- resume
 
 
+def resume_hint(out_dir: str | Path) -> str:
+    """How to continue: the resume command of a single run, the finish command of a sweep."""
+    if is_multirun():
+        from hydra.core.hydra_config import HydraConfig
+
+        return f"finish the sweep with: python -m ser.runs finish {HydraConfig.get().sweep.dir}"
+    return f"resume with: python -m ser.train resume={out_dir}"
+
+
 class ResumeError(ConfigError):
     """``resume=`` names no run that can be continued, or conflicts with other overrides; a sweep that cannot
     be finished in place."""
 
 
+# ---------------------------------------------------------------------------------------- finish
+
+
 def _read_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
-# The original config of the run that ``resume=`` continues (Hydra rewrites .hydra/ before the task runs).
-_ORIGINAL: dict[str, str] = {}
-
-
-def resume_argv(argv: Sequence[str]) -> list[str]:
-    """The command line of ``python -m ser.train resume=<run folder> [...]``: that run's own overrides and
-    ``hydra.run.dir=<run folder>``, so it continues in its folder with its config. Other overrides that would
-    change what it computes are refused (:class:`ResumeError`); argv without ``resume=`` is returned as is."""
-    args = list(argv)
-    given = [a for a in args if a.split("=", 1)[0].lstrip("+") == "resume"]
-    if not given or os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child ranks get the resolved job command
-        return args
-    folder = Path(given[-1].split("=", 1)[1])
-    if not folder.name or str(folder) in ("null", "None"):
-        return args
-    if "-m" in args or "--multirun" in args:
-        raise ResumeError("resume= continues one run; an interrupted sweep: python -m ser.runs finish <sweep folder>")
-    overrides = _read_yaml(folder / ".hydra" / "overrides.yaml")
-    if not isinstance(overrides, list):
-        why = "no such folder" if not folder.is_dir() else "no .hydra/overrides.yaml: not a ser.train run folder"
-        raise ResumeError(f"resume={folder}: {why}")
-    original = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+") != "resume"]
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in original}
-    conflicts = [
-        a
-        for a in args
-        if "=" in a
-        and not a.startswith("-")
-        and a not in original
-        and a.split("=", 1)[0].lstrip("+~") not in RESUME_MAY_CHANGE
-        and not (a.startswith("hydra.") or a.startswith("hydra/"))
-    ]
-    if conflicts:
-        shown = " ".join(conflicts)
-        other_values = any(c.split("=", 1)[0].lstrip("+~") in keys for c in conflicts)
-        changed = " (the run had other values)" if other_values else ""
-        raise ResumeError(
-            f"resume={folder} continues that run with its own config; drop {shown}{changed}, or start a new run"
-        )
-    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
-        path = folder / ".hydra" / name
-        if path.is_file():
-            _ORIGINAL[name] = path.read_text()
-    flags = [a for a in args if a.startswith("-")]
-    extra = [a for a in args if "=" in a and a not in original and not a.startswith("-") and a not in given]
-    return [*flags, *original, *extra, f"resume={folder}", f"hydra.run.dir={folder}"]
-
-
-def check_resumed_config(cfg: Any, out_dir: Path) -> None:
-    """The resumed run's composed config equals the one the run started with (the config files may have
-    changed since); else the original .hydra/ files are put back and the run refused."""
-    if "config.yaml" not in _ORIGINAL:
-        return
-    original = yaml.safe_load(_ORIGINAL["config.yaml"]) or {}
-    current = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(current, dict)
-    skip = set(RESUME_MAY_CHANGE)
-    differ = sorted(k for k in set(original) | set(current) if k not in skip and original.get(k) != current.get(k))
-    if differ:
-        for name, text in _ORIGINAL.items():
-            (out_dir / ".hydra" / name).write_text(text)
-        raise ResumeError(
-            f"resume={out_dir}: the config files changed since the run started ({', '.join(differ)} differ); "
-            "the run would not continue with its own config"
-        )
-
-
-def resume_checkpoint(cfg: Any, out_dir: str | Path) -> str | None:
-    """The checkpoint a run continues from: ``resume=<this folder>``, or, for a sweep job (a requeued SLURM job,
-    ``ser.runs finish``), a ``last.ckpt`` its folder already holds. None: a fresh start."""
-    out_dir = Path(out_dir)
-    last = out_dir / LAST_CHECKPOINT
-    resume = cfg.get("resume")
-    if resume:
-        if Path(resume).resolve() != out_dir.resolve():
-            raise ResumeError(f"resume={resume}: resume continues in the run's own folder, not in {out_dir}")
-        if cfg.get("ckpt_path"):
-            raise ResumeError("resume= and ckpt_path= both set: resume continues a run, ckpt_path starts a new one")
-        if not last.is_file():
-            log.warning("%s holds no %s (stopped before an epoch ended): starting it again", out_dir, LAST_CHECKPOINT)
-            return None
-        return str(last)
-    if is_multirun() and last.is_file() and not cfg.get("ckpt_path"):
-        log.info("resuming this job from %s", last)
-        return str(last)
-    return None
-
-
-def objective(cfg: Any, metrics: Mapping[str, Any]) -> float | None:
-    """The value ser.train returns to sweepers: ``optimized_metric`` of a run record."""
-    name = str(cfg.get("optimized_metric") or "")
-    if name.startswith("val/"):
-        value = (metrics.get("best_val") or {}).get(name[4:])
-    else:
-        value = metrics.get(name.removeprefix("test/"))
-    return float(value) if value is not None else None
-
-
-# ---------------------------------------------------------------------------------------- finish
 
 
 def sweep_plan(sweep_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
@@ -418,5 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m ser.runs`` / ``ser-runs``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

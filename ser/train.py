@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import classification_report
 
+from ser import resume, runs
 from ser.config import flatten, hparams_of, instantiate_group, to_plain
 from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
@@ -34,7 +35,7 @@ from ser.logs import console_callbacks, data_report_text, prints_full_report, qu
 from ser.models.checkpoint import CheckpointError, data_record, load_checkpoint
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
-from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY, failure_record, run_record, write_record
+from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY, failure_record, run_record, write_record, write_text
 from ser.runtime import configure_threads, is_multirun, mark_failed, run_command, seed_everything, task_started
 from ser.validate import ConfigError, checkpoint_mismatch, validate
 
@@ -42,7 +43,7 @@ log = logging.getLogger("ser.train")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # A user's mistake, found before work: one line on stderr and exit code 2, not a traceback.
-USER_ERRORS = (DataError, ConfigError, CheckpointError, SplitError)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, SplitError, runs.ResumeError)
 
 
 def build_datamodule(cfg: DictConfig) -> SERDataModule:
@@ -95,6 +96,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     validate(cfg)  # values that cannot work and unwritable folders stop here, before indexing and training
+    resume_from = resume.resume_checkpoint(cfg, out_dir)  # resume=<this folder>, or a requeued/finished sweep job
     bars = show_bars(cfg.get("progress"))
     quiet_third_party()
     configure_threads(cfg)
@@ -115,7 +117,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         report_data(datamodule, loggers)
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from or cfg.get("ckpt_path"))
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     if cfg.get("test", True):
@@ -126,6 +128,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=bars)
 
     metrics = collect_metrics(cfg, module, datamodule, trainer, best_path, time.perf_counter() - start)
+    metrics["overrides"] = task_overrides()  # a sweep job re-launched into its folder knows it is the same job
     if trainer.is_global_zero:
         write_artifacts(out_dir, metrics, module)
         log_hparams(loggers, cfg, metrics)
@@ -232,7 +235,7 @@ def write_artifacts(out_dir: Path, metrics: dict[str, Any], module: SERModule) -
         digits=4,
         zero_division=0,
     )
-    (out_dir / "classification_report.txt").write_text(report)
+    write_text(out_dir / "classification_report.txt", report)
 
 
 def log_hparams(loggers: list, cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -250,30 +253,52 @@ def log_hparams(loggers: list, cfg: DictConfig, metrics: dict[str, Any]) -> None
 def main(cfg: DictConfig) -> float | None:
     task_started()
     out_dir = Path(cfg.paths.output_dir)
+    resumed = bool(cfg.get("resume"))
+    status = runs.RunStatus(out_dir, task_overrides())
     try:
-        metrics = run(cfg)
+        with runs.catch_signals():  # SIGTERM/SIGINT: recorded as interrupted, last.ckpt kept for resuming
+            done = status.finished  # a sweep job re-launched into its folder (ser.runs finish, a requeue)
+            if done is not None:
+                log.info("%s finished before (metrics.json says ok): kept as it is", out_dir)
+                return resume.objective(cfg, done)
+            resume.check_resumed_config(cfg, out_dir)
+            status.running()
+            metrics = run(cfg)
     except USER_ERRORS as exc:
+        status.undo()
         if is_multirun():  # the job folder stays: its log says why
             log.error("%s", exc)
         print(f"\nser.train: {exc}", file=sys.stderr)
-        mark_failed(out_dir)
+        if not resumed:  # a refused resume leaves the run as it was
+            mark_failed(out_dir)
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = status.interrupted(exc)
+        print(f"\nser.train: {status.reason}; {runs.resume_hint(out_dir)}", file=sys.stderr)
+        sys.exit(code)
     except Exception as exc:
-        write_record(out_dir, failure_record(exc, HydraConfig.get().overrides.task))
-        failed = mark_failed(out_dir)
+        write_record(out_dir, failure_record(exc, task_overrides()))
+        failed = mark_failed(out_dir) if not resumed else out_dir
         if failed is not None and failed != out_dir:
             print(f"ser.train: the run failed; its folder is now {failed}", file=sys.stderr)
         raise
-    name = str(cfg.get("optimized_metric") or "")
-    if name.startswith("val/"):
-        value = metrics.get("best_val", {}).get(name[4:])
-    else:
-        value = metrics.get(name.removeprefix("test/"))
-    return float(value) if value is not None else None
+    return resume.objective(cfg, metrics)
+
+
+def task_overrides() -> list[str]:
+    try:
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    except ValueError:  # called outside a Hydra app
+        return []
 
 
 def cli() -> None:
     """``python -m ser.train`` / ``ser-train``: a mistake in the command line is one line and exit code 2."""
+    try:  # resume=<run folder>: that run's overrides and folder
+        sys.argv[1:] = resume.resume_argv(sys.argv[1:])
+    except runs.ResumeError as exc:
+        print(f"ser.train: {exc}", file=sys.stderr)
+        sys.exit(2)
     run_command(main, "ser.train", CONFIG_DIR, "train")
 
 

@@ -17,7 +17,11 @@ SR = 16000
 N_MELS = 16
 
 
-def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0) -> Path:
+LSTM = {"_target_": "ser.models.lstm.LSTMClassifier", "hidden_size": 8, "dense_size": 8, "dropout": 0.0}
+CRNN = {"_target_": "ser.models.crnn.CRNN", "channels": 8, "hidden_size": 8, "dense_size": 8, "dropout": 0.0}
+
+
+def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0, model: dict | None = None) -> Path:
     """A small SERModule fitted for one epoch on random features and saved by the Trainer."""
     import lightning as L
     from torch.utils.data import DataLoader
@@ -30,7 +34,7 @@ def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0) -> Pa
         "_target_": "ser.models.losses.CategoricalLoss" if loss == "categorical" else "ser.models.losses.BinaryLoss"
     }
     module = SERModule(
-        model={"_target_": "ser.models.lstm.LSTMClassifier", "hidden_size": 8, "dense_size": 8, "dropout": 0.0},
+        model=model or LSTM,
         loss=loss_cfg,
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5},
         input_dim=N_MELS,

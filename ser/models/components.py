@@ -59,7 +59,8 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     t = torch.arange(x.shape[1], device=x.device)[None, :]
     idx = (lengths[:, None] - 1 - t).clamp_min(0)
     idx = torch.where(t < lengths[:, None], idx, t)
-    return x.gather(1, idx[..., None].expand_as(x))
+    rows = torch.arange(x.shape[0], device=x.device)[:, None]
+    return x[rows, idx]  # advanced indexing, not gather+expand: exports to ONNX with dynamic frames
 
 
 class MaskedLSTM(nn.Module):
