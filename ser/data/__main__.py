@@ -1,4 +1,4 @@
-"""``python -m ser.data``: build the index and feature cache of the configured corpora and print the data report."""
+"""``python -m ser.data``: index, feature cache and data report of the configured corpora, plus the data analysis."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
+from ser.data.report import save_report
 from ser.data.splits import SplitError
 from ser.logs import data_report_text, quiet_third_party, show_bars
 from ser.runtime import mark_failed, run_command, task_started
@@ -35,7 +36,17 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     assert datamodule.report is not None
     print(data_report_text(datamodule.report, datamodule.summary(), full=True))
-    print(f"\nSaved: {cfg.paths.output_dir}/data_report.json, data_report.txt, split_manifest.json")
+    saved = "data_report.json, data_report.txt, split_manifest.json"
+    if cfg.get("analysis", True):
+        from ser.data.analysis import format_analysis, run_analysis  # matplotlib and openSMILE: only when asked
+
+        out = cfg.paths.output_dir
+        summary = run_analysis(datamodule.clips, out, cfg.paths.cache_dir, datamodule.sample_rate, datamodule.progress)
+        datamodule.report["analysis"] = summary
+        save_report(datamodule.report, out)
+        print("\n" + format_analysis(summary))
+        saved += ", " + ", ".join(summary["figures"]) + ", tensorboard/"
+    print(f"\nSaved: {cfg.paths.output_dir}/{saved}")
 
 
 def cli() -> None:

@@ -127,6 +127,19 @@ class FeatureSet:
         return fs
 
 
+def load_state(path: str | Path, mmap: bool = True) -> dict:
+    """A cache entry's state; with ``mmap`` its tensors are views of the file, not copies.
+
+    The mapping is private and read-only in use (nothing writes into ``FeatureSet.features``: cropping takes
+    views, normalization makes new tensors), so every process that loads the entry (sweep jobs, DDP ranks,
+    DataLoader workers) reads the same pages of the OS page cache instead of holding its own copy
+    (bench/bench_cache_memory.py). Needs torch.save's default zip format, which is how entries are written.
+    Entries are only ever replaced by a rename (a new file), never rewritten in place: truncating a mapped
+    file would crash its readers with SIGBUS.
+    """
+    return torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
+
+
 def file_identity(path: str) -> tuple[str, int, int]:
     st = os.stat(path)
     return os.path.abspath(path), st.st_size, st.st_mtime_ns
@@ -224,7 +237,7 @@ class FeatureCache:
         if not path.exists():
             return None
         try:
-            fs = FeatureSet.from_state(torch.load(path, weights_only=True, map_location="cpu"))
+            fs = FeatureSet.from_state(load_state(path))
         except Exception as exc:
             log.warning("feature cache %s is unreadable (%s); rebuilding it", path, exc)
             return None
