@@ -14,7 +14,14 @@ def _run(*args: str, env: dict, cwd) -> subprocess.CompletedProcess:
 
 
 def test_data_report_of_the_demo_corpus(cli_env, shared_cache, tmp_path):
-    res = _run("data=demo", "data.progress=false", "analysis=false", f"paths.cache_dir={shared_cache}", env=cli_env, cwd=tmp_path)
+    res = _run(
+        "data=demo",
+        "data.progress=false",
+        "analysis=false",
+        f"paths.cache_dir={shared_cache}",
+        env=cli_env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "male_sad" in res.stdout and "female_neutral" in res.stdout
     assert "silent" in res.stdout and "no class" in res.stdout  # 1076_MTI_SAD_XX and SAVEE su clips
