@@ -52,23 +52,7 @@ class EnsemblePredictor(Predictor):
         """Members from checkpoint files, a list or run/sweep folders (ser.models.ensemble.resolve_checkpoints)."""
         models = [rebuild(p) for p in resolve_checkpoints(spec)]
         check_members(models, same_sample_rate=True)
-        return cls(
-            [
-                Predictor(
-                    m.net,
-                    m.extractor,
-                    m.loss.probabilities,
-                    m.classes,
-                    m.sample_rate,
-                    device=device,
-                    batch_size=batch_size,
-                    source=m.source,
-                    config=m.config,
-                    normalization=m.normalization,
-                )
-                for m in models
-            ]
-        )
+        return cls([Predictor.from_rebuilt(m, device=device, batch_size=batch_size) for m in models])
 
     @torch.inference_mode()
     def forward_batch(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

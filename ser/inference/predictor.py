@@ -109,7 +109,11 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64) -> Predictor:
         """Rebuild extractor and network from a ``ser.train`` checkpoint (see :func:`ser.models.checkpoint.rebuild`)."""
-        model = rebuild(path)
+        return cls.from_rebuilt(rebuild(path), device=device, batch_size=batch_size)
+
+    @classmethod
+    def from_rebuilt(cls, model: Any, device: str | torch.device = "cpu", batch_size: int = 64) -> Predictor:
+        """A predictor of a :class:`ser.models.checkpoint.RebuiltModel`."""
         return cls(
             model.net,
             model.extractor,
