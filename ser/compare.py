@@ -26,7 +26,7 @@ from ser.analysis import stats, words
 from ser.analysis.loss_claim import LossClaim
 from ser.analysis.render import MAX_LISTED, problem_line, summary_text, write_outputs
 from ser.analysis.stats import PAIRING_KEYS, Comparison
-from ser.results import SCALARS, Job, load_sweep
+from ser.results import SCALARS, Job, load_sweep, load_sweeps
 
 __all__ = ["CompareError", "Comparison", "Job", "analyze", "compare", "load_sweep", "main", "verdict"]
 
@@ -59,7 +59,7 @@ class CompareError(Exception):
 
 
 def compare(
-    sweep_dir: str | Path,
+    sweep_dir: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     metric: str = "uar",
     alpha: float = 0.05,
@@ -67,16 +67,28 @@ def compare(
     pair_by: Sequence[str] | None = None,
     plots: bool = True,
 ) -> Comparison:
-    """Load, analyze and write the report of one sweep; CompareError when no job completed."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise CompareError(f"no completed job in {sweep_dir}: no such folder")
-    jobs = load_sweep(sweep_dir)
+    """Load, analyze and write the report of one sweep, or of several as one; CompareError when no job completed.
+
+    Several sweeps (e.g. one per architecture, over the same folds) are compared as one set of runs;
+    the report then needs ``out``.
+    """
+    dirs = [Path(sweep_dir)] if isinstance(sweep_dir, (str, Path)) else [Path(d) for d in sweep_dir]
+    if not dirs:
+        raise CompareError("no sweep folder given")
+    for folder in dirs:
+        if not folder.is_dir():
+            raise CompareError(f"no completed job in {folder}: no such folder")
+    if len(dirs) > 1 and out is None:
+        raise CompareError(f"{len(dirs)} sweeps compared as one: say where the report goes with --out DIR")
+    jobs = load_sweeps(dirs)
+    where = ", ".join(map(str, dirs))
     if not any(j.status == "ok" for j in jobs):
         found = f"{len(jobs)} job(s), none completed" if jobs else "no numbered job folders"
-        raise CompareError(f"no completed job in {sweep_dir} ({found})", jobs)
-    comp = analyze(jobs, metric, alpha, group_by, pair_by, sweep_dir)
-    write_outputs(comp, out if out is not None else sweep_dir, plots=plots, story=STORY)
+        raise CompareError(f"no completed job in {where} ({found})", jobs)
+    comp = analyze(jobs, metric, alpha, group_by, pair_by, dirs[0])
+    if len(dirs) > 1:
+        comp.sources = dirs
+    write_outputs(comp, out if out is not None else dirs[0], plots=plots, story=STORY)
     return comp
 
 
@@ -133,10 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               python -m ser.compare outputs/multirun/2025-01-31_12-00-00/
               python -m ser.compare --latest loss_comparison          # what `make compare` runs
               python -m ser.compare outputs/multirun/<time>/ --metric macro_f1 --no-plots
-              python -m ser.compare outputs/multirun/<time>/ --group-by model --pair-by seed,split.fold"""
+              python -m ser.compare outputs/multirun/<time>/ --group-by model --pair-by seed,split.fold
+              python -m ser.compare outputs/multirun/<lstm>/ outputs/multirun/<crnn>/ --out docs/results/<name>"""
         ),
     )
-    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a sweep folder: outputs/multirun/<time>/")
+    parser.add_argument(
+        "sweep_dir",
+        type=Path,
+        nargs="*",
+        help="a sweep folder (outputs/multirun/<time>/), or several compared as one (with --out)",
+    )
     parser.add_argument(
         "--latest",
         metavar="TASK",
@@ -159,11 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
     args = parser.parse_args(argv)
-    if (args.sweep_dir is None) == (args.latest is None):
+    if bool(args.sweep_dir) == (args.latest is not None):
         parser.error("give a sweep folder or --latest TASK (one of them)")
     try:
         if args.latest is not None:
-            args.sweep_dir = latest_sweep(args.root, args.latest)
+            args.sweep_dir = [latest_sweep(args.root, args.latest)]
         comp = compare(
             args.sweep_dir,
             args.out,
@@ -179,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem_line(job), file=sys.stderr)
         return 1
     print(summary_text(comp, STORY))
-    print(f"  wrote {(args.out or args.sweep_dir) / 'comparison.md'}")
+    print(f"  wrote {(args.out or args.sweep_dir[0]) / 'comparison.md'}")
     return 0
 
 

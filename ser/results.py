@@ -30,8 +30,9 @@ TRIVIAL_BINARY_ACCURACY = (NUM_CLASSES - 1) / NUM_CLASSES
 RECORD_FILE = "metrics.json"
 # What a run was, beside its metrics (the columns a sweep table shows when they did not vary).
 META_FIELDS: tuple[str, ...] = ("loss", "seed", "split", "fold", "epochs", "epoch_time_s", "wall_time_s")
-# Record fields that name the object a config group built; they stand for that group in a sweep's parameters.
-NAMED_GROUPS: tuple[str, ...] = ("loss",)
+# Config groups whose chosen option stands for the group in a sweep's parameters, whichever way it was chosen
+# (on the command line or by an experiment): the loss by the record's loss name, the network by its option.
+NAMED_GROUPS: tuple[str, ...] = ("loss", "model")
 
 
 def display_name(metric: str) -> str:
@@ -312,6 +313,41 @@ def expected_overrides(sweep_dir: Path) -> list[list[str]] | None:
         return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     except Exception:  # a private Hydra API or an exotic override: listing gaps is a nicety only
         return None
+
+
+def config_value(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a job's resolved config (``split.fold``), or None."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, (str, int, float, bool)) else None
+
+
+def load_sweeps(sweep_dirs: Sequence[str | Path]) -> list[Job]:
+    """The jobs of several sweeps as one set: ids prefixed by their sweep folder's name.
+
+    A key one sweep set on its command line and another left to its config is filled in from each job's
+    resolved config, so runs of different sweeps (``seed=0`` given in one, default in the other) still
+    match on it.
+    """
+    dirs = [Path(d) for d in sweep_dirs]
+    if len(dirs) == 1:
+        return load_sweep(dirs[0])
+    jobs: list[Job] = []
+    for sweep in dirs:
+        for job in load_sweep(sweep):
+            job.id = f"{sweep.name}/{job.id}"
+            jobs.append(job)
+    keys = dict.fromkeys(k for j in jobs for k in j.params)
+    for job in jobs:
+        for key in keys:
+            if key not in job.params and job.config:
+                value = config_value(job.config, key)
+                if value is not None:
+                    job.params[key] = value
+    return jobs
 
 
 def load_sweep(sweep_dir: str | Path) -> list[Job]:

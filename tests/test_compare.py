@@ -466,3 +466,50 @@ def test_latest_picks_the_newest_sweep_of_the_task(tmp_path: Path, capsys: pytes
     assert str(older) in capsys.readouterr().out
     with pytest.raises(C.CompareError, match=r"task_name=nothing under .*tasks found: loss_comparison, train"):
         C.latest_sweep(root, "nothing")
+
+
+def _arch_sweep(root: Path, experiment: str, models: dict[str, float], with_seed: bool) -> Path:
+    """One sweep over models x losses x 3 folds; binary is 0.04 below categorical for every model."""
+    num = 0
+    for model, base in models.items():
+        for fold in range(3):
+            for loss in ("categorical", "binary"):
+                overrides = [f"experiment={experiment}", "split=kfold", f"split.fold={fold}", f"loss={loss}"]
+                overrides += [f"model={model}"] if len(models) > 1 else []
+                overrides += ["seed=0"] if with_seed else []
+                uar = base + 0.01 * fold - (0.04 if loss == "binary" else 0.0)
+                job = write_job(root, num, overrides, loss, _metrics(uar, 0.93, loss, 0, split="kfold", fold=fold))
+                hydra = {"hydra": {"runtime": {"choices": {"model": model, "loss": loss}}}}
+                (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+                num += 1
+    return root
+
+
+def test_several_sweeps_compared_per_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An LSTM sweep (model on the command line, seed=0 given) and a CRNN sweep (model chosen by its experiment,
+    seed left to the config) over the same folds: one report, the loss question answered per architecture."""
+    lstm = _arch_sweep(tmp_path / "lstm", "loss_comparison", {"lstm_last": 0.30, "lstm": 0.45}, with_seed=True)
+    crnn = _arch_sweep(tmp_path / "crnn", "strongest", {"crnn": 0.60}, with_seed=False)
+    out = tmp_path / "report"
+    with pytest.raises(C.CompareError, match="--out"):
+        C.compare([lstm, crnn], plots=False)
+    comp = C.compare([lstm, crnn], out, plots=False)
+    # experiment follows the model, seed is 0 everywhere: grouped by loss and model only, paired by fold.
+    assert comp.group_keys == ["loss", "model"] and "seed" not in comp.varied
+    assert comp.match_keys == ["model", "split.fold"]
+    assert any("experiment changed only with loss, model" in n for n in comp.notes)
+    assert len(comp.groups) == 6 and {j.id.split("/")[0] for j in comp.done} == {"lstm", "crnn"}
+    (pooled,) = comp.paired_result("uar")
+    assert pooled.n == 9 and pooled.diff.mean == pytest.approx(-0.04)
+    for model in ("lstm_last", "lstm", "crnn"):
+        (r,) = comp.paired_result("uar", f"model={model}")
+        assert r.n == 3 and r.diff.mean == pytest.approx(-0.04)
+    md = (out / "comparison.md").read_text()
+    assert md.startswith(f"# Sweep comparison: `{lstm}`, `{crnn}`")
+    per_setting = md.split("## Verdict per setting", 1)[1].split("## Per group", 1)[0]
+    for model in ("lstm_last", "lstm", "crnn"):
+        assert f"### model={model}" in per_setting
+    assert per_setting.count("the categorical loss is better") == 3
+    assert C.main([str(lstm), str(crnn), "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "binary − categorical (model=crnn) UAR: -0.0400" in printed

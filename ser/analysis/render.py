@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ser.analysis.checks import caveats
 from ser.analysis.stats import Comparison, label
 from ser.analysis.story import Story
-from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, verdict
+from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, stratum_verdicts, verdict
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.plots import confusion_figure, fit_title, normalize_rows, plt, save_figure
 from ser.results import META_FIELDS, Job, display_name, write_text
@@ -103,7 +103,8 @@ def _kfold_sections(comp: Comparison) -> list[str]:
 
 def render_markdown(comp: Comparison, figures: Sequence[Path], story: Story | None = None) -> str:
     story = story or Story()
-    lines = [f"# Sweep comparison: `{comp.sweep_dir}`", ""]
+    sources = ", ".join(f"`{d}`" for d in comp.sources) or f"`{comp.sweep_dir}`"
+    lines = [f"# Sweep comparison: {sources}", ""]
     lines.append(f"{len(comp.jobs)} jobs: {status_counts(comp.jobs)}.")
     varied = ", ".join(f"`{k}`" for k in comp.varied) or "nothing"
     lines.append(
@@ -122,6 +123,11 @@ def render_markdown(comp: Comparison, figures: Sequence[Path], story: Story | No
     for title, text in story.sections(comp):
         lines += [f"## {title}", "", text, ""]
     lines += ["## Verdict", "", verdict(comp, story.verdict_extra(comp)), ""]
+    per_setting = stratum_verdicts(comp)
+    if per_setting:
+        lines += ["## Verdict per setting", ""]
+        for stratum, text in per_setting:
+            lines += [f"### {stratum}", "", text, ""]
 
     lines += ["## Per group", ""]
     for g in comp.groups:
@@ -275,15 +281,19 @@ def summary_text(comp: Comparison, story: Story | None = None, prog: str = "ser.
     """The few lines printed to stdout."""
     story = story or Story()
     name = display_name(comp.metric)
-    lines = [f"{prog}: {comp.sweep_dir}: {len(comp.jobs)} jobs ({status_counts(comp.jobs)})"]
+    where = ", ".join(map(str, comp.sources)) or str(comp.sweep_dir)
+    lines = [f"{prog}: {where}: {len(comp.jobs)} jobs ({status_counts(comp.jobs)})"]
     width = max((len(g.label) for g in comp.groups), default=0)
     for g in comp.groups:
         s = g.stats[comp.metric]
         extra = "".join(f"  {m} {fmt(g.stats[m].mean)}" for m in story.summary_metrics)
         lines.append(f"  {g.label:<{width}}  {name} {fmt(s.mean)} ± {fmt(s.sd)} (n={s.n}){extra}")
-    for r in comp.paired_result(comp.metric):
+    for r in comp.paired:
+        if r.metric != comp.metric:
+            continue
+        within = f" ({r.stratum})" if r.stratum != "all" else ""
         lines.append(
-            f"  {r.b} − {r.a} {name}: {fmt(r.diff.mean)} {fmt_ci(r.diff)}, paired t {p_is(r.t_p)}, "
+            f"  {r.b} − {r.a}{within} {name}: {fmt(r.diff.mean)} {fmt_ci(r.diff)}, paired t {p_is(r.t_p)}, "
             f"Wilcoxon {p_is(r.wilcoxon_p)} (n={r.n})"
         )
     for t in comp.kfold:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ser.results import SCALARS, Job
+from ser.results import NAMED_GROUPS, SCALARS, Job
 
 # Every scalar metric is a rate in [0, 1]; a difference of two lies in [-1, 1]. CIs are clipped to these.
 METRIC_BOUNDS = (0.0, 1.0)
@@ -140,13 +140,37 @@ def hashable(value: Any) -> Any:
 
 
 def varied_keys(jobs: Sequence[Job], first: str | None = None) -> list[str]:
-    """Override keys whose value differs between jobs; ``first`` (the contrast) first, repetitions last."""
+    """Override keys whose value differs between the jobs that have one.
+
+    ``first`` (the contrast) comes first, then the named config groups (``model``), repetitions last. A job
+    without the key (one that never started and so has no record of its chosen options) does not make it vary.
+    """
     known = [j for j in jobs if j.params]
     order: dict[str, None] = {}
     for job in known:
         order.update(dict.fromkeys(job.params))
-    varied = [k for k in order if len({hashable(j.params.get(k)) for j in known}) > 1]
-    return sorted(varied, key=lambda k: (k != first, k in PAIRING_KEYS))
+    varied = [k for k in order if len({hashable(j.params[k]) for j in known if k in j.params}) > 1]
+    return sorted(varied, key=lambda k: (k != first, k not in NAMED_GROUPS, k in PAIRING_KEYS))
+
+
+def determined_keys(jobs: Sequence[Job], keys: Sequence[str], keep: Sequence[str] = ()) -> list[str]:
+    """Keys whose value follows from the keys before them (``experiment`` from ``model``), in order.
+
+    Grouping by such a key adds nothing but a longer label, so the default grouping leaves it out.
+    ``keep`` keys are never dropped.
+    """
+    known = [j for j in jobs if j.params]
+    kept: list[str] = []
+    dropped: list[str] = []
+    for key in keys:
+        seen: dict[tuple, set] = {}
+        for job in known:
+            seen.setdefault(tuple(hashable(job.params.get(k)) for k in kept), set()).add(hashable(job.params.get(key)))
+        if kept and key not in keep and all(len(values) == 1 for values in seen.values()):
+            dropped.append(key)
+        else:
+            kept.append(key)
+    return dropped
 
 
 def label(keys: Sequence[str], values: Sequence[Any]) -> str:
@@ -192,6 +216,7 @@ class Comparison:
     kfold: list[FoldTable]
     notes: list[str] = field(default_factory=list)
     spec: Contrast | None = None  # the contrast asked for, whether or not the sweep could make it
+    sources: list[Path] = field(default_factory=list)  # the sweep folders, when the jobs came from several
     metrics: tuple[str, ...] = SCALARS
 
     @property
@@ -260,8 +285,17 @@ def analyze(
     baseline = contrast.baseline if contrast is not None else None
     varied = varied_keys(jobs, first=key)
     pairing = tuple(pair_by) if pair_by is not None else PAIRING_KEYS
-    group_keys = list(group_by) if group_by is not None else [k for k in varied if k not in pairing]
     notes: list[str] = []
+    if group_by is not None:
+        group_keys = list(group_by)
+        followers: list[str] = []
+    else:
+        candidates = [k for k in varied if k not in pairing]
+        followers = determined_keys(done, candidates, keep=[k for k in (key,) if k])
+        group_keys = [k for k in candidates if k not in followers]
+        if followers:
+            named = ", ".join(group_keys) or "the groups"
+            notes.append(f"{', '.join(followers)} changed only with {named}, so runs are not grouped by it.")
 
     by_key: dict[tuple, list[Job]] = {}
     for job in done:
@@ -289,11 +323,11 @@ def analyze(
         aliases = [k for k in varied if k not in (key, *pairing) and _is_alias(known, k, key)]
         if aliases:
             notes.append(f"{', '.join(aliases)} changed together with the {key}, so runs are not paired on it.")
-        match_keys = [k for k in varied if k != key and k not in aliases]
+        match_keys = [k for k in varied if k != key and k not in aliases and k not in followers]
         strata_keys = [k for k in group_keys if k != key and k not in aliases]
     elif len(groups) == 2:
         kind, levels = "group", [g.label for g in groups]
-        match_keys = [k for k in varied if k not in group_keys]
+        match_keys = [k for k in varied if k not in group_keys and k not in followers]
     else:
         kind, levels, match_keys = None, [], []
         if len(groups) > 2:

@@ -45,31 +45,7 @@ def verdict(comp: Comparison, extra: Sequence[str] = ()) -> str:
     """
     name, out = display_name(comp.metric), []
     for r in comp.paired_result(comp.metric):
-        a_name, b_name = comp.level_name(r.a), comp.level_name(r.b)
-        if r.n == 0:
-            over = ", ".join(comp.match_keys) or "settings"
-            out.append(
-                f"No {r.a}/{r.b} runs over the same {over} both completed, so "
-                f"{a_name} and {b_name} cannot be compared pairwise."
-            )
-            continue
-        d = r.diff.mean
-        if d == 0:
-            out.append(f"On test {name}, {a_name} and {b_name} tie ({fmt(r.mean_a, 3)}) over {_pairs_word(comp, r.n)}.")
-        else:
-            better, worse = (r.b, r.a) if d > 0 else (r.a, r.b)
-            ahead = r.b_ahead if d > 0 else r.a_ahead
-            ci = f" (95% CI {r.diff.ci_low:+.3f} to {r.diff.ci_high:+.3f})" if r.n >= 2 else ""
-            # "Better" only with some test behind it; otherwise say just what was measured.
-            significant = min(np.nan_to_num([r.t_p, r.wilcoxon_p], nan=1.0)) < comp.alpha
-            better_name = comp.level_name(better)
-            claim = f"**{better_name} is better**" if significant else f"{better_name} scores higher"
-            out.append(
-                f"On test {name}, {claim} than {comp.level_name(worse)}: "
-                f"{fmt(max(r.mean_a, r.mean_b), 3)} vs {fmt(min(r.mean_a, r.mean_b), 3)}, a paired difference "
-                f"({r.b} − {r.a}) of {d:+.3f}{ci} over {_pairs_word(comp, r.n)}, ahead in {ahead} of {r.n}."
-            )
-        out.append(_significance(comp, r))
+        out.extend(_pair_sentences(comp, r))
     out.extend(_strata_sentences(comp))
     if comp.contrast is None and comp.groups:
         ranked = sorted(comp.groups, key=lambda g: -np.nan_to_num(g.stats[comp.metric].mean, nan=-1))
@@ -93,6 +69,50 @@ def verdict(comp: Comparison, extra: Sequence[str] = ()) -> str:
         )
     out.extend(extra)
     return " ".join(s for s in out if s)
+
+
+def _pair_sentences(comp: Comparison, r: Paired) -> list[str]:
+    """Which of a pair of levels is better on the headline metric, by how much, and how sure."""
+    name = display_name(comp.metric)
+    a_name, b_name = comp.level_name(r.a), comp.level_name(r.b)
+    if r.n == 0:
+        over = ", ".join(comp.match_keys) or "settings"
+        return [
+            f"No {r.a}/{r.b} runs over the same {over} both completed, so "
+            f"{a_name} and {b_name} cannot be compared pairwise."
+        ]
+    d = r.diff.mean
+    if d == 0:
+        first = f"On test {name}, {a_name} and {b_name} tie ({fmt(r.mean_a, 3)}) over {_pairs_word(comp, r.n)}."
+    else:
+        better, worse = (r.b, r.a) if d > 0 else (r.a, r.b)
+        ahead = r.b_ahead if d > 0 else r.a_ahead
+        ci = f" (95% CI {r.diff.ci_low:+.3f} to {r.diff.ci_high:+.3f})" if r.n >= 2 else ""
+        # "Better" only with some test behind it; otherwise say just what was measured.
+        significant = min(np.nan_to_num([r.t_p, r.wilcoxon_p], nan=1.0)) < comp.alpha
+        better_name = comp.level_name(better)
+        claim = f"**{better_name} is better**" if significant else f"{better_name} scores higher"
+        first = (
+            f"On test {name}, {claim} than {comp.level_name(worse)}: "
+            f"{fmt(max(r.mean_a, r.mean_b), 3)} vs {fmt(min(r.mean_a, r.mean_b), 3)}, a paired difference "
+            f"({r.b} − {r.a}) of {d:+.3f}{ci} over {_pairs_word(comp, r.n)}, ahead in {ahead} of {r.n}."
+        )
+    return [first, _significance(comp, r)]
+
+
+def stratum_verdicts(comp: Comparison) -> list[tuple[str, str]]:
+    """(setting, verdict) for each setting of the other grouping keys (each model of a loss comparison).
+
+    The pooled verdict averages over those settings; a reader asking "which loss, for this network?"
+    needs the answer within each.
+    """
+    strata = [st for st in dict.fromkeys(p.stratum for p in comp.paired) if st != "all"]
+    out = []
+    for stratum in strata:
+        sentences = [s for r in comp.paired_result(comp.metric, stratum) for s in _pair_sentences(comp, r)]
+        if sentences:
+            out.append((stratum, " ".join(sentences)))
+    return out
 
 
 def _significance(comp: Comparison, r: Paired) -> str:
