@@ -47,8 +47,11 @@ USER_ERRORS = (DataError, ConfigError, CheckpointError, SplitError, runs.ResumeE
 
 
 def build_datamodule(cfg: DictConfig) -> SERDataModule:
-    """The DataModule of the data, split and features groups; the feature extractor is built here, once."""
-    return SERDataModule.from_config(cfg.data, cfg.split, cfg.features)
+    """The DataModule of the data, split and features groups (and augment.speed under the run's seed); the
+    feature extractor is built here, once."""
+    return SERDataModule.from_config(
+        cfg.data, cfg.split, cfg.features, augment=cfg.get("augment"), seed=cfg.get("seed")
+    )
 
 
 def build_module(

@@ -94,6 +94,13 @@ def problems(cfg: DictConfig) -> list[str]:
     for key, v in _walk(plain.get("augment") or {}, "augment"):
         if key.rsplit(".", 1)[-1] == "p":
             need(key, _is_number(v) and 0 <= v <= 1, "a probability must be in [0, 1]")
+    if isinstance(plain.get("augment"), Mapping) and plain["augment"].get("speed"):
+        from ser.data.speed import SpeedPerturbation
+
+        try:  # its own check, so the message is the one the DataModule would give
+            SpeedPerturbation.from_config(plain["augment"], 0)
+        except ValueError as exc:
+            out.append(str(exc))
 
     metric = str(_get(cfg, "optimized_metric") or "val/uar")
     stage, _, name = metric.partition("/")

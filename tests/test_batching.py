@@ -160,3 +160,18 @@ def test_dataloader_with_the_sampler() -> None:
             assert int(batch.lengths[row]) == lengths[clip]
             assert int(batch.labels[row]) == clip % 12 and int(batch.speakers[row]) == clip % 5
     assert sorted(seen) == list(range(50))
+
+
+def test_lightning_reaches_the_bucket_sampler_each_epoch() -> None:
+    """Lightning sets the epoch on dataloader.sampler / batch_sampler.sampler only; the training order must follow."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    lengths = list(range(10, 74))
+    sampler = BucketBatchSampler(lengths, batch_size=4, shuffle=True, seed=0)
+    loader = DataLoader(list(range(len(lengths))), batch_sampler=sampler)
+    first = list(sampler)
+    _set_sampler_epoch(loader, 3)
+    assert sampler.epoch == 3 and list(sampler) != first
+    _set_sampler_epoch(loader, 0)
+    assert list(sampler) == first  # a seed still replays exactly

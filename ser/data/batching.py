@@ -147,6 +147,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.epoch = 0
 
+    @property
+    def sampler(self) -> BucketBatchSampler:
+        # Lightning calls set_epoch on ``dataloader.sampler`` and ``dataloader.batch_sampler.sampler``, never on
+        # the batch sampler itself (lightning.fabric.utilities.data._set_sampler_epoch): this makes it reach us.
+        # Without it every epoch replayed epoch 0's batch order.
+        return self
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -4,7 +4,8 @@ The key hashes the audio and feature config and each file's identity (path, size
 changed file or setting gives a new entry and nothing stale is ever served. Entries are written to a
 temporary file and renamed into place (atomic); a file lock makes jobs that start together wait for
 one builder instead of duplicating the work; an entry that fails to load or to validate (truncated,
-foreign) is rebuilt.
+foreign) is rebuilt. A speed-perturbed entry (``speed`` != 1) names its speed in the key; speed 1 keys exactly
+as unperturbed features always did, so it reuses their entries.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ import torch
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from ser.data.audio import AudioError, is_finite, is_silent, load_audio, load_short_audio, stream_audio
+from ser.data.audio import (
+    AudioError,
+    change_speed,
+    change_speed_stream,
+    is_finite,
+    is_silent,
+    load_audio,
+    load_short_audio,
+    stream_audio,
+)
 from ser.data.chunked import extract_chunked
 from ser.data.corpus import Clip, Exclusion
 
@@ -176,7 +186,8 @@ class CacheSettings:
 
 
 class FeatureCache:
-    """Loads or builds the ``FeatureSet`` of a clip list under ``cache_dir``."""
+    """Loads or builds the ``FeatureSet`` of a clip list under ``cache_dir``, of the clips played ``speed`` times
+    as fast (``ser.data.audio.change_speed``; 1: as recorded)."""
 
     def __init__(
         self,
@@ -187,11 +198,17 @@ class FeatureCache:
         num_workers: int | None = None,
         on_error: str = "raise",
         progress: bool = True,
+        speed: float = 1.0,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error={on_error!r}: choose raise or skip")
+        if not 0 < speed < float("inf"):
+            raise ValueError(f"speed={speed}: must be a positive number")
         self.cache_dir = Path(cache_dir)
         self.config = dict(config)
+        self.speed = float(speed)
+        if self.speed != 1.0:  # only perturbed entries name their speed: 1.0 keeps the existing keys and entries
+            self.config["speed"] = self.speed
         self.make_extractor = make_extractor
         self.sample_rate = sample_rate
         self.num_workers = num_workers or os.cpu_count() or 1
@@ -272,10 +289,11 @@ class FeatureCache:
         def decode(i: int) -> tuple[int, np.ndarray | None, str | None]:
             """(i, wave, None); (i, None, why it is left out); (i, None, None): a long clip, to stream."""
             try:
-                wave = load_short_audio(clips[i].path, self.sample_rate, max_seconds=BATCH_SECONDS)
+                # A clip that the speed change would stretch past BATCH_SECONDS is streamed, as a long one.
+                wave = load_short_audio(clips[i].path, self.sample_rate, max_seconds=BATCH_SECONDS * self.speed)
             except AudioError as exc:
                 return i, None, self._unreadable(exc)
-            return (i, None, None) if wave is None else (i, wave, bad_wave(wave, min_samples))
+            return (i, None, None) if wave is None else (i, *self._at_speed(wave, min_samples))
 
         batch: list[tuple[int, np.ndarray]] = []
         limit = int(BATCH_SECONDS * self.sample_rate)
@@ -312,6 +330,15 @@ class FeatureCache:
             excluded=excluded,
         )
 
+    def _at_speed(self, wave: np.ndarray, min_samples: int) -> tuple[np.ndarray, str | None]:
+        """The decoded clip at this cache's speed, and why it is left out (None: kept). Checked before the speed
+        change (soxr is never fed NaN) and after it (a sped-up clip may have become too short)."""
+        reason = bad_wave(wave, min_samples)
+        if reason is None and self.speed != 1.0:
+            wave = change_speed(wave, self.speed, self.sample_rate)
+            reason = bad_wave(wave, min_samples)
+        return wave, reason
+
     def _unreadable(self, exc: AudioError) -> str:
         """The exclusion reason of an undecodable file, or the error itself (with the way out) under on_error=raise."""
         if self.on_error == "raise":
@@ -322,15 +349,17 @@ class FeatureCache:
         """Features of one clip longer than BATCH_SECONDS, or why it is left out."""
         try:
             if extractor.context_samples is None:  # frames depend on the whole clip: extract it whole, alone
-                wave = load_audio(clip.path, self.sample_rate)
-                reason = bad_wave(wave, int(extractor.min_samples))
+                wave, reason = self._at_speed(load_audio(clip.path, self.sample_rate), int(extractor.min_samples))
                 if reason is not None:
                     return None, reason
                 out: dict[int, list[torch.Tensor]] = {}
                 self._extract(extractor, [(0, wave)], out)
                 return out[0], None
             chunk = int(BATCH_SECONDS * self.sample_rate) // int(extractor.hop_length)
-            streamed = extract_chunked(extractor, stream_audio(clip.path, self.sample_rate, BATCH_SECONDS), chunk)
+            blocks = change_speed_stream(
+                stream_audio(clip.path, self.sample_rate, BATCH_SECONDS), self.speed, self.sample_rate
+            )
+            streamed = extract_chunked(extractor, blocks, chunk)
         except AudioError as exc:
             return None, self._unreadable(exc)
         if not streamed.finite:

@@ -1,4 +1,5 @@
-"""LightningDataModule: corpus index -> cached features -> split -> normalization -> bucketed batches."""
+"""LightningDataModule: corpus index -> cached features -> split -> normalization -> bucketed batches
+(train batches: optionally speed-perturbed, ser.data.speed)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ser.data.corpora import CorpusSet
 from ser.data.corpus import Clip, CorpusIndex
 from ser.data.normalization import check_normalization, moments
 from ser.data.report import build_report, format_report, save_report
+from ser.data.speed import SpeedBatchSampler, SpeedDataset, SpeedPerturbation
 from ser.data.splits import Split, SplitSpec
 from ser.labels import NUM_CLASSES
 from ser.results import write_text
@@ -35,7 +37,8 @@ class SERDataModule(L.LightningDataModule):
     """Registered corpora (CREMA-D, SAVEE, the synthetic demo, ...) as padded, length-bucketed batches.
 
     ``extractor`` is built once by the caller and declares ``sample_rate`` (the rate audio is decoded at),
-    ``hop_length``, ``out_dim`` and ``min_samples``.
+    ``hop_length``, ``out_dim`` and ``min_samples``. ``speed``: train batches serve each clip at a speed drawn
+    per epoch (augment.speed); validation, test and the statistics always see the clips as recorded.
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class SERDataModule(L.LightningDataModule):
         progress: bool = True,
         normalization: str = "global",
         limits: LengthLimits | None = None,
+        speed: SpeedPerturbation | None = None,
     ) -> None:
         super().__init__()
+        self.speed = speed
         self.limits = limits or LengthLimits()
         self.normalization = check_normalization(normalization)
         self.corpora = corpora
@@ -70,6 +75,7 @@ class SERDataModule(L.LightningDataModule):
         self.report: dict | None = None
         self.speaker_ids: dict[str, int] = {}
         self.datasets: dict[str, FeatureDataset] = {}
+        self.speed_train: SpeedDataset | None = None  # the train clips at every speed (augment.speed)
 
     @classmethod
     def from_config(
@@ -78,10 +84,13 @@ class SERDataModule(L.LightningDataModule):
         split: Mapping[str, Any] | SplitSpec,
         features: Mapping[str, Any],
         extractor: torch.nn.Module | None = None,
+        augment: Mapping[str, Any] | None = None,
+        seed: int | None = None,
     ) -> SERDataModule:
         """The DataModule of the ``data``, ``split`` and ``features`` config groups.
 
         ``extractor`` is the instance of ``features`` when the caller has one already; otherwise it is built here.
+        ``augment`` (the group) and ``seed`` (the run's) set speed perturbation, when the group has ``speed``.
         """
         data = _plain(data)
         spec = split if isinstance(split, SplitSpec) else instantiate(split)
@@ -101,6 +110,7 @@ class SERDataModule(L.LightningDataModule):
             progress=bool(data.get("progress", True)),
             normalization=str(data.get("normalization", "global")),
             limits=LengthLimits.from_config(data),
+            speed=SpeedPerturbation.from_config(_plain(augment), seed),
         )
 
     # -- files on disk -> index -> features ---------------------------------------------------------
@@ -127,7 +137,8 @@ class SERDataModule(L.LightningDataModule):
         """What names the features in the cache key."""
         return {"sample_rate": self.sample_rate, "features": dict(self.cache.features)}
 
-    def feature_cache(self) -> FeatureCache:
+    def feature_cache(self, speed: float = 1.0) -> FeatureCache:
+        """The cache of the clips' features, played ``speed`` times as fast (1: as recorded)."""
         return FeatureCache(
             self.cache_dir / "features",
             self.feature_config(),
@@ -136,11 +147,17 @@ class SERDataModule(L.LightningDataModule):
             num_workers=self.cache.workers,
             on_error=self.cache.on_error,
             progress=self.progress,
+            speed=speed,
         )
 
     def prepare_data(self) -> None:
         # Only build here: setup() loads (and validates) the entry, so a warm start reads it once.
-        self.feature_cache().ensure(self.build_index().clips)
+        clips = self.build_index().clips
+        self.feature_cache().ensure(clips)
+        # Each speed is extracted once for every clip of the index (not only this split's train clips), so
+        # every fold and seed of a sweep shares its entry.
+        for factor in self.speed.perturbed if self.speed else ():
+            self.feature_cache(factor).ensure(clips)
 
     # -- split, statistics, datasets ------------------------------------------------------------------
 
@@ -158,6 +175,8 @@ class SERDataModule(L.LightningDataModule):
         self.speaker_stats = self._speaker_stats(row) if self.normalization == "speaker" else {}
         for part in ("train", "val", "test"):
             self.datasets[part] = self.make_dataset([self.clips[i] for i in self.split.part(part)], row)
+        if self.speed is not None:
+            self.speed_train = self.make_speed_dataset([self.clips[i] for i in self.split.train], index.clips)
         hop = int(self.extractor.hop_length)
         seconds = [float(fs.lengths[row[c.clip_id]]) * hop / self.sample_rate for c in self.clips]
         longest = float("inf") if self.max_frames is None else self.max_frames * hop / self.sample_rate
@@ -170,11 +189,14 @@ class SERDataModule(L.LightningDataModule):
         if self.output_dir is not None and self._is_rank_zero():
             self.save_artifacts(self.output_dir)
 
-    def make_dataset(self, clips: list[Clip], row: Mapping[str, int]) -> FeatureDataset:
-        """The dataset of one part: feature rows with each clip's label and speaker id."""
+    def make_dataset(
+        self, clips: list[Clip], row: Mapping[str, int], features: FeatureSet | None = None
+    ) -> FeatureDataset:
+        """The dataset of one part: feature rows with each clip's label and speaker id (from ``features``, by
+        default the clips as recorded)."""
         assert self.feature_set is not None
         return FeatureDataset(
-            self.feature_set,
+            features if features is not None else self.feature_set,
             [row[c.clip_id] for c in clips],
             [c.label for c in clips],
             [self.speaker_ids[c.speaker] for c in clips],
@@ -182,6 +204,24 @@ class SERDataModule(L.LightningDataModule):
             speaker_stats=self.speaker_stats,
             max_frames=self.max_frames,
         )
+
+    def make_speed_dataset(self, train: list[Clip], index_clips: list[Clip]) -> SpeedDataset:
+        """The train clips at 1.0 and at every perturbed speed of ``self.speed`` (each speed's entry loaded once).
+
+        The perturbed clips are normalized like the others: with the statistics of the unperturbed training
+        frames (``feature_stats``) or of the speaker's unperturbed frames; ``utterance`` uses the clip's own.
+        """
+        assert self.speed is not None
+        speeds, variants, positions = [1.0], [self.datasets["train"]], [list(range(len(train)))]
+        for factor in self.speed.perturbed:
+            fs = self.feature_cache(factor).load_or_build(index_clips)
+            row = {cid: i for i, cid in enumerate(fs.clip_ids)}
+            present = [c for c in train if c.clip_id in row]  # a clip lacking at this speed is served at 1.0
+            item = {c.clip_id: j for j, c in enumerate(present)}
+            speeds.append(factor)
+            variants.append(self.make_dataset(present, row, fs))
+            positions.append([item.get(c.clip_id, -1) for c in train])
+        return SpeedDataset(speeds, variants, positions)
 
     @property
     def max_frames(self) -> int | None:
@@ -191,7 +231,8 @@ class SERDataModule(L.LightningDataModule):
         return int(self.extractor.num_frames(torch.tensor(int(self.limits.max_seconds * self.sample_rate))))
 
     def _speaker_stats(self, row: Mapping[str, int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """Mean and std of each speaker's frames, over all of the speaker's clips (no labels used)."""
+        """Mean and std of each speaker's frames, over all of the speaker's clips (no labels used); of the clips
+        as recorded, also under speed perturbation (a perturbed clip is normalized with them too)."""
         assert self.feature_set is not None
         rows: dict[int, list[int]] = {}
         for c in self.clips:
@@ -213,7 +254,8 @@ class SERDataModule(L.LightningDataModule):
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension mean and std over the training frames only (no val/test leakage), after the
-        utterance or speaker normalization when one is chosen."""
+        utterance or speaker normalization when one is chosen. Under speed perturbation too, these (like the
+        speaker statistics) are of the unperturbed clips: datasets["train"] is always the clips as recorded."""
         train = self.datasets["train"]
         return moments(train[i][0] for i in range(len(train)))
 
@@ -239,18 +281,17 @@ class SERDataModule(L.LightningDataModule):
     # -- loaders --------------------------------------------------------------------------------------
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
-        ds = self.datasets[part]
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        sampler = BucketBatchSampler(
-            ds.lengths,
-            self.batch_size,
-            shuffle=shuffle,
-            seed=self.split_spec.seed,
-            num_replicas=world,
-            rank=rank,
-            max_frames=self.limits.max_batch_frames,
-        )
+        common = dict(seed=self.split_spec.seed, num_replicas=world, rank=rank, max_frames=self.limits.max_batch_frames)
+        ds: FeatureDataset | SpeedDataset
+        if part == "train" and self.speed_train is not None:  # only train batches are ever speed-perturbed
+            assert self.speed is not None
+            ds = self.speed_train
+            sampler: BucketBatchSampler = SpeedBatchSampler(ds, self.speed, self.batch_size, **common)
+        else:
+            ds = self.datasets[part]
+            sampler = BucketBatchSampler(ds.lengths, self.batch_size, shuffle=shuffle, **common)
         return DataLoader(
             ds,
             batch_sampler=sampler,
