@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -203,8 +204,6 @@ def catch_signals() -> Iterator[None]:
     SIGTERM); only the main thread may install handlers.
     """
     _RECEIVED.clear()
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -212,11 +211,36 @@ def catch_signals() -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in signals}
     for s in signals:
         signal.signal(s, _raise_interrupted)
+    done = threading.Event()
+    if in_pool_worker():
+        threading.Thread(target=stop_when_orphaned, args=(os.getppid(), done), daemon=True).start()
     try:
         yield
     finally:
+        done.set()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def in_pool_worker() -> bool:
+    """True in a worker process of the joblib launcher (loky), which runs sweep jobs in its main thread."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name.startswith("LokyProcess")
+
+
+def stop_when_orphaned(parent: int, done: threading.Event, every_s: float = 2.0) -> None:
+    """SIGTERM to this job once its sweep process is gone.
+
+    A `kill` of a joblib sweep reaches only the sweep process; its workers would train on unattended (and
+    start the jobs queued to them). Stopped this way, the job is recorded as interrupted and
+    ``ser.runs finish`` resumes it.
+    """
+    while not done.wait(every_s):
+        if os.getppid() != parent:
+            log.warning("the sweep process (pid %d) is gone: stopping this job", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 # ---------------------------------------------------------------------------------------- resume

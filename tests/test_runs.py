@@ -173,3 +173,19 @@ def test_compare_tells_killed_jobs_from_jobs_that_never_started(tmp_path):
     jobs = {j.id: j for j in load_sweep(sweep)}
     assert jobs["1"].status == "running/killed" and "node7 (pid 42)" in jobs["1"].error
     assert jobs["2"].status == "interrupted" and jobs["3"].status == "not run"
+
+
+def test_a_pool_worker_stops_its_job_when_the_sweep_process_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joblib worker whose sweep process was killed sends itself SIGTERM (recorded as interrupted, resumable)."""
+    import threading
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(runs.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    runs.stop_when_orphaned(parent=-1, done=threading.Event(), every_s=0.01)  # -1: never our parent
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+    done = threading.Event()
+    watcher = threading.Thread(target=runs.stop_when_orphaned, args=(os.getppid(), done, 0.01))
+    watcher.start()
+    done.set()  # the job ended normally: the watcher leaves without a signal
+    watcher.join(timeout=5)
+    assert not watcher.is_alive() and len(sent) == 1
