@@ -212,8 +212,9 @@ def catch_signals() -> Iterator[None]:
     for s in signals:
         signal.signal(s, _raise_interrupted)
     done = threading.Event()
-    if in_pool_worker():
-        threading.Thread(target=stop_when_orphaned, args=(os.getppid(), done), daemon=True).start()
+    parent = pool_parent()
+    if parent is not None:
+        threading.Thread(target=stop_when_orphaned, args=(parent, done), daemon=True).start()
     try:
         yield
     finally:
@@ -222,11 +223,18 @@ def catch_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def in_pool_worker() -> bool:
-    """True in a worker process of the joblib launcher (loky), which runs sweep jobs in its main thread."""
+def pool_parent() -> int | None:
+    """The sweep process's pid, in a worker process of the joblib launcher (loky runs jobs in its main thread).
+
+    The pid that started the worker, not ``os.getppid()`` now: a worker orphaned before its job began is
+    already someone else's child.
+    """
     import multiprocessing
 
-    return multiprocessing.current_process().name.startswith("LokyProcess")
+    if not multiprocessing.current_process().name.startswith("LokyProcess"):
+        return None
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else None
 
 
 def stop_when_orphaned(parent: int, done: threading.Event, every_s: float = 2.0) -> None:
@@ -239,8 +247,21 @@ def stop_when_orphaned(parent: int, done: threading.Event, every_s: float = 2.0)
     while not done.wait(every_s):
         if os.getppid() != parent:
             log.warning("the sweep process (pid %d) is gone: stopping this job", parent)
+            _ORPHANED.set()
             os.kill(os.getpid(), signal.SIGTERM)
             return
+
+
+_ORPHANED = threading.Event()
+
+
+def exit(code: int) -> None:
+    """End the run's process with ``code``: ``sys.exit``, or, in a pool worker whose sweep process is gone,
+    the whole worker (nobody is left to take its result or give it the next job)."""
+    if _ORPHANED.is_set():
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------------------- resume

@@ -278,7 +278,7 @@ def main(cfg: DictConfig) -> float | None:
     except (KeyboardInterrupt, SystemExit) as exc:
         code = status.interrupted(exc)
         print(f"\nser.train: {status.reason}; {runs.resume_hint(out_dir)}", file=sys.stderr)
-        sys.exit(code)
+        runs.exit(code)
     except Exception as exc:
         write_record(out_dir, failure_record(exc, task_overrides()))
         failed = mark_failed(out_dir) if not resumed else out_dir
