@@ -39,7 +39,7 @@ from ser.inference.predictor import resolve_device
 from ser.models.checkpoint import CheckpointError, RebuiltModel
 from ser.models.ensemble import held_out_members, load_members, seen_speakers, tested_speakers
 from ser.results import run_record
-from ser.runtime import configure_threads
+from ser.runtime import configure_threads, run_command
 from ser.scoring import score, truth
 
 log = logging.getLogger("ser.eval")
@@ -327,5 +327,10 @@ def main(cfg: DictConfig) -> None:
     print(summary_text(record, Path(cfg.paths.output_dir)))
 
 
+def cli() -> None:
+    """``python -m ser.eval`` / ``ser-eval``: a mistake in the command line is one line and exit code 2."""
+    run_command(main, "ser.eval", CONFIG_DIR, "eval")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

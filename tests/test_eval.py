@@ -206,3 +206,17 @@ def test_resumed_training_keeps_the_speakers_the_earlier_run_saw():
     saved: dict = {}
     module.on_save_checkpoint(saved)
     assert saved[DATA_KEY] == module.data_record
+
+
+def test_a_typo_on_the_command_line_is_one_line() -> None:
+    """An unknown key or option of ser.eval: one line naming it and the nearest that exists, exit code 2."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "ser.eval", "ckpt=x.ckpt", "dat=demo"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        "ser.eval: no config key `dat` (did you mean `data`?); to add a new key on purpose use +dat=demo"
+    )
