@@ -118,6 +118,25 @@ def _quiet_exporters() -> Iterator[None]:
                 lg.setLevel(level)
 
 
+def _lstm_frames_stay_dynamic() -> contextlib.AbstractContextManager[None]:
+    """Keep ``aten.lstm``'s output frames equal to its input's through the whole ONNX export.
+
+    ``torch.onnx.export`` captures the graph with a ``while_loop`` LSTM decomposition when shapes are
+    dynamic, but then decomposes the program for ONNX outside that patch, where the LSTM's output shape
+    is re-derived by the Python-loop decomposition unrolled over the example's frames: its frame dim
+    becomes ``k*Min(T, T//k)`` (k: the example's frame count) instead of ``T``. Every size the graph
+    computes from it is then wrong when ``T % k != 0``: the reversal index of a bidirectional stack, the
+    next layer's input, the pooling. onnxruntime fails at a GatherND, Slice or Concat, or (mean pooling
+    after a BiLSTM) silently returns other logits. With the patch on for the whole export, the LSTM
+    nodes are unchanged and every frame dim follows the input's.
+    """
+    try:
+        from torch.export._patches import register_lstm_while_loop_decomposition
+    except ImportError:  # a torch without it: the export check (``check=true``) still catches a bad graph
+        return contextlib.nullcontext()
+    return register_lstm_while_loop_decomposition()
+
+
 def export_onnx(predictor: Predictor, path: Path, opset: int = 18) -> Path:
     """ONNX graph with dynamic batch and frame axes, config JSON in its metadata_props."""
     import onnx
@@ -129,7 +148,7 @@ def export_onnx(predictor: Predictor, path: Path, opset: int = 18) -> Path:
     # AUTO, not named Dims: a strided front-end (CRNN) derives its frame count from these, and named
     # Dims made torch.export specialize the frames to the example's (a static ONNX input).
     batch = frames = torch.export.Dim.AUTO
-    with _quiet_exporters(), contextlib.redirect_stdout(sys.stderr):
+    with _quiet_exporters(), contextlib.redirect_stdout(sys.stderr), _lstm_frames_stay_dynamic():
         program = torch.onnx.export(
             model,
             (feats, lengths),

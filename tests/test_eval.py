@@ -210,9 +210,6 @@ def test_resumed_training_keeps_the_speakers_the_earlier_run_saw():
 
 def test_a_typo_on_the_command_line_is_one_line() -> None:
     """An unknown key or option of ser.eval: one line naming it and the nearest that exists, exit code 2."""
-    import subprocess
-    import sys
-
     res = subprocess.run(
         [sys.executable, "-m", "ser.eval", "ckpt=x.ckpt", "dat=demo"], capture_output=True, text=True, timeout=120
     )
