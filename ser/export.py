@@ -36,6 +36,7 @@ from torch import nn
 
 from ser.inference.predictor import Predictor
 from ser.models.checkpoint import CheckpointError
+from ser.results import write_json
 from ser.runtime import setup_logging
 
 log = logging.getLogger("ser.export")
@@ -142,8 +143,8 @@ def export_onnx(predictor: Predictor, path: Path, opset: int = 18) -> Path:
     import onnx
 
     model = ExportNet(predictor.net, predictor.to_probabilities).eval().cpu()
-    # Short clips: torch.export unrolls the LSTM over the example's frames while tracing (the ONNX
-    # graph keeps one LSTM node), so export time grows with them: ~25 s at 130 frames, ~2 s at 11.
+    # Short clips: without _lstm_frames_stay_dynamic the LSTM is unrolled over the example's frames while
+    # decomposing (export time grows with them: ~34 s at 130 frames); with it, ~11 s at any length.
     feats, lengths = example_inputs(predictor, seconds=EXPORT_EXAMPLE_SECONDS)
     # AUTO, not named Dims: a strided front-end (CRNN) derives its frame count from these, and named
     # Dims made torch.export specialize the frames to the example's (a static ONNX input).
@@ -244,7 +245,7 @@ def export(
         export_onnx(predictor, path, opset=opset)
     else:
         export_torchscript(predictor, path)
-    path.with_name(path.name + ".json").write_text(json.dumps(metadata(predictor, fmt), indent=2))
+    write_json(path.with_name(path.name + ".json"), metadata(predictor, fmt))  # atomic: never a truncated sidecar
     if check:
         diff = compare(predictor, ExportedModel(path))
         if not diff <= tolerance:

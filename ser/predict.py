@@ -37,6 +37,7 @@ from ser.inference.outputs import FORMATS, LiveWriter, Row, make_header, plot_pa
 from ser.inference.prediction import InputFailure, Prediction, merge_segments
 from ser.inference.predictor import Predictor
 from ser.models.checkpoint import CheckpointError
+from ser.results import write_text
 from ser.runtime import setup_logging
 
 log = logging.getLogger("ser.predict")
@@ -109,9 +110,8 @@ def _emit(text: str, output: str | None, stdout: TextIO) -> None:
         stdout.write(text)
         stdout.flush()
         return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    # Through a temporary file and a rename: a kill or a full disk leaves the earlier file whole, never a part.
+    path = write_text(output, text)
     _error(f"results written to {path}")
 
 

@@ -5,10 +5,13 @@ A plain module (not a conftest): ``from checkpoint_fixtures import build_checkpo
 
 from __future__ import annotations
 
+import errno
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from ser.labels import CLASSES
@@ -74,3 +77,24 @@ def speechlike(seconds: float, sr: int = SR, seed: int = 0, channels: int = 1) -
     if channels == 1:
         return wave
     return np.stack([wave * (1 - 0.2 * c) for c in range(channels)], axis=1)
+
+
+def fill_the_disk(monkeypatch: pytest.MonkeyPatch, room: int = 64) -> None:
+    """From now on a file opened for writing through ``Path.open`` (``Path.write_text`` and ``ser.results``'
+    writers use it) takes ``room`` characters, then fails as a full disk does."""
+    real_open = Path.open
+
+    def open_(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        fh = real_open(self, mode, *args, **kwargs)
+        if set(mode) & set("wxa"):
+            write = fh.write
+
+            def full(data: Any) -> int:
+                write(data[:room])
+                fh.flush()
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            fh.write = full
+        return fh
+
+    monkeypatch.setattr(Path, "open", open_)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoint_fixtures import CRNN, LSTM, build_checkpoint, speechlike
+from checkpoint_fixtures import CRNN, LSTM, build_checkpoint, fill_the_disk, speechlike
 
 from ser.export import ExportedModel, default_output, export
 from ser.inference.predictor import Predictor
@@ -40,11 +40,7 @@ def features_of(predictor: Predictor, seconds: list[float]) -> tuple[torch.Tenso
 
 # ONNX is marked slow only for its cost: torch.export's first use takes ~5 s, TorchScript ~0.2 s.
 @pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
-def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str, request: pytest.FixtureRequest) -> None:
-    if fmt == "onnx" and "crnn" in request.node.callspec.id:
-        # Known: the bidirectional CRNN's ONNX graph can get two frame dims that onnxruntime finds unequal at
-        # a Concat for some lengths (the BiLSTM and the unidirectional CRNN export fine); TorchScript works.
-        request.applymarker(pytest.mark.xfail(reason="bidirectional CRNN ONNX: dynamic frame dims", strict=False))
+def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str) -> None:
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnxscript")
@@ -70,6 +66,52 @@ def test_export_matches_checkpoint(ckpt: Path, tmp_path: Path, fmt: str, request
         assert meta["features"]["_target_"] == "ser.features.LogMel"
         assert meta["format"] == f"ser-export-v1/{fmt}"
         assert meta["normalization"] == "global"
+
+
+# Before ser.export kept the LSTM's frame dims dynamic through the ONNX decomposition, these graphs took
+# the LSTM output's frames as k*Min(T, T//k) (k: the example's frames) and failed in onnxruntime at a
+# GatherND (a second bidirectional layer) or gave other logits (mean pooling after a BiLSTM).
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param({**CRNN, "pooling": "mean"}, id="crnn-mean"),
+        pytest.param({**LSTM, "bidirectional": True, "num_layers": 2, "pooling": "last"}, id="bilstm2-last"),
+    ],
+)
+def test_onnx_export_keeps_frames_dynamic_through_every_recurrent_layer(model: dict, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    ckpt = build_checkpoint(tmp_path / "best.ckpt", seed=3, model=model)
+    path = export(ckpt, "onnx", tmp_path / "model.onnx", check=True, tolerance=TOL)
+    predictor = Predictor.from_checkpoint(ckpt)
+    exported = ExportedModel(path)
+    # Frame counts that are and are not multiples of the example's, batches of 1 to 5.
+    for seconds in ([2.4, 0.3, 1.0, 1.7, 0.05], [0.7], [0.33, 0.21], [0.12, 0.5, 0.9]):
+        feats, frames = features_of(predictor, seconds)
+        with torch.no_grad():
+            ref = predictor.net(feats, frames)
+        np.testing.assert_allclose(exported(feats.numpy(), frames.numpy())[0], ref.numpy(), atol=TOL)
+
+
+def test_metadata_sidecar_is_written_atomically(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = export(ckpt, "torchscript", tmp_path / "model.pt", check=False)
+    sidecar = path.with_name(path.name + ".json")
+    old = sidecar.read_text()
+    assert json.loads(old)["format"] == "ser-export-v1/torchscript"
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("killed before the rename")
+
+    # The disk fills up while the sidecar is written, or the process dies before the rename: either way
+    # the earlier sidecar stays whole and no temporary file is left beside it.
+    for break_it in (lambda: fill_the_disk(monkeypatch), lambda: monkeypatch.setattr(os, "replace", broken_replace)):
+        break_it()
+        with pytest.raises(OSError, match="No space left|killed"):
+            export(ckpt, "torchscript", path, check=False)
+        monkeypatch.undo()
+        assert sidecar.read_text() == old
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.json"]
 
 
 def test_default_output_and_bad_input(ckpt: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from checkpoint_fixtures import SR, build_checkpoint, speechlike
+from checkpoint_fixtures import SR, build_checkpoint, fill_the_disk, speechlike
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -191,6 +191,30 @@ def test_csv_to_a_file_and_table(
     assert table[0].split() == ["path", "label", "gender", "emotion", "confidence"]  # the JSON keys
     assert [line.split()[0] for line in table[1:]] == paths
     assert [line.split()[1] for line in table[1:]] == [e.label for e in expected]  # type: ignore[union-attr]
+
+
+def test_output_file_is_written_atomically(
+    ckpt: Path, audio: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out_file = tmp_path / "predictions.json"
+    assert cli([f"ckpt={ckpt}", f"inputs=[{audio['flac_16k']}]", "format=json", f"output={out_file}"]) == 0
+    old = out_file.read_text()
+    assert len(json.loads(old)["predictions"]) == 1
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("killed before the rename")
+
+    # The disk fills up while the results are written, or the process dies before the rename: either way
+    # the earlier file stays whole and no temporary file is left beside it.
+    both = f"inputs=[{audio['flac_16k']},{audio['ogg_22k']}]"
+    for break_it in (lambda: fill_the_disk(monkeypatch), lambda: monkeypatch.setattr(os, "replace", broken_replace)):
+        break_it()
+        with pytest.raises(OSError, match="No space left|killed"):
+            cli([f"ckpt={ckpt}", both, "format=json", f"output={out_file}"])
+        monkeypatch.undo()
+        assert out_file.read_text() == old
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.json"]
+    capsys.readouterr()
 
 
 def test_bad_inputs_are_named_and_others_still_predicted(

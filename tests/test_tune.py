@@ -215,6 +215,26 @@ def test_cli_rejects_a_bad_search_space_in_one_line(cli_env):
     assert "Traceback" not in res.stderr
 
 
+def test_help_is_about_tuning_not_training(cli_env):
+    res = subprocess.run(
+        [sys.executable, "-m", "ser.tune", "--help"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        cwd=cli_env["SER_ROOT"],
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    assert text.startswith("ser.tune: search hyperparameters with Optuna")
+    assert "python -m ser.tune model=crnn search_space=crnn" in text
+    assert "python -m ser.train $(cat outputs/tune/" in text  # a literal dollar sign, not a placeholder
+    for key in ("search_space", "tune.study_name", "tune.n_trials", "tune.timeout", "tune.storage", "optimized_metric"):
+        assert f"\n  {key} " in text, key
+    assert "ser.train: train and test" not in text and "== Groups that matter" not in text  # train's help
+    assert not list(Path(cli_env["SER_ROOT"]).glob("outputs/tune/*"))  # --help starts no study
+
+
 def test_cli_runs_a_study_and_prints_one_line_per_trial(cli_env, shared_cache, tmp_path):
     res = subprocess.run(
         [
