@@ -37,7 +37,7 @@ from torch import nn
 from ser.inference.predictor import Predictor
 from ser.models.checkpoint import CheckpointError
 from ser.results import write_json
-from ser.runtime import setup_logging
+from ser.runtime import run_command, setup_logging
 
 log = logging.getLogger("ser.export")
 
@@ -276,5 +276,10 @@ def main(cfg: DictConfig) -> None:
     print(path)
 
 
+def cli() -> None:
+    """``python -m ser.export`` / ``ser-export``: a mistake in the command line is one line and exit code 2."""
+    run_command(main, "ser.export", CONFIG_DIR, "export")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

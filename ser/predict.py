@@ -38,7 +38,7 @@ from ser.inference.prediction import InputFailure, Prediction, merge_segments
 from ser.inference.predictor import Predictor
 from ser.models.checkpoint import CheckpointError
 from ser.results import write_text
-from ser.runtime import setup_logging
+from ser.runtime import run_command, setup_logging
 
 log = logging.getLogger("ser.predict")
 
@@ -278,5 +278,10 @@ def main(cfg: DictConfig) -> None:
     sys.exit(run(opts))
 
 
+def cli() -> None:
+    """``python -m ser.predict`` / ``ser-predict``: a mistake in the command line is one line and exit code 2."""
+    run_command(main, "ser.predict", CONFIG_DIR, "predict")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ser.data.corpus import DataError
 from ser.results import failure_record, write_record
+from ser.runtime import run_command
 from ser.tuning.space import Param, SearchSpaceError, override_key, override_value, parse_search_space
 from ser.tuning.study import FINISHED, open_storage, progress, requeue_killed_trials, write_results
 
@@ -226,5 +227,10 @@ def main(cfg: DictConfig) -> float | None:
     return result.get("value")
 
 
+def cli() -> None:
+    """``python -m ser.tune`` / ``ser-tune``: a mistake in the command line is one line and exit code 2."""
+    run_command(main, "ser.tune", CONFIG_DIR, "tune")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -149,3 +149,16 @@ def test_each_command_has_its_own_help(train_config):
     assert train_config().hydra.help.app_name == "ser.train"
     assert "progress=auto|bar|none" in train_config().hydra.help.template
     assert train_config().progress == "auto" and train_config().trainer.enable_progress_bar is True
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "tune"])
+def test_every_command_reports_a_typo_in_one_line(command: str) -> None:
+    """The Hydra commands share ser.train's handling: an unknown key is one line on stderr and exit code 2."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", f"ser.{command}", "fooo=1"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"ser.{command}: no config key `fooo`; to add a new key on purpose use +fooo=1"
