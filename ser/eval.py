@@ -169,12 +169,7 @@ def member_probabilities(
     reasons = {e.path: e.reason for e in fs.excluded}
     missing = {c.clip_id: reasons.get(c.path, "no features") for c in clips if c.clip_id not in row}
     kept = [i for i, c in enumerate(clips) if c.clip_id in row]
-    # What SERDataModule.setup sets, without a split: the evaluated clips are the test part.
-    dm.feature_set = fs
-    dm.clips = [c for c in all_clips if c.clip_id in row]
-    dm.speaker_ids = {s: i for i, s in enumerate(sorted({c.speaker for c in dm.clips}))}
-    dm.speaker_stats = dm._speaker_stats(row) if dm.normalization == "speaker" else {}
-    dm.datasets["test"] = ds = dm.make_dataset([clips[i] for i in kept], row)
+    ds = dm.evaluation_set(fs, all_clips, [clips[i] for i in kept])
     loader = dm.test_dataloader()
     out = np.full((len(clips), len(member.classes)), np.nan, dtype=np.float32)
     net = member.net.eval().to(device)

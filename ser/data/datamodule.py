@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,21 @@ class SERDataModule(L.LightningDataModule):
         log.debug("\n%s", format_report(self.report))
         if self.output_dir is not None and self._is_rank_zero():
             self.save_artifacts(self.output_dir)
+
+    def evaluation_set(self, fs: FeatureSet, all_clips: Sequence[Clip], scored: Sequence[Clip]) -> FeatureDataset:
+        """The test part for scoring checkpoints without a split (ser.eval): ``scored`` clips of ``fs``.
+
+        What :meth:`setup` sets, over ``all_clips`` (the data's clips with features in ``fs``): speaker
+        statistics over all of each speaker's clips, so a checkpoint scored on its own test speakers is
+        normalized exactly as in its training run. Every scored clip must have features in ``fs``.
+        """
+        row = {cid: i for i, cid in enumerate(fs.clip_ids)}
+        self.feature_set = fs
+        self.clips = [c for c in all_clips if c.clip_id in row]
+        self.speaker_ids = {s: i for i, s in enumerate(sorted({c.speaker for c in self.clips}))}
+        self.speaker_stats = self._speaker_stats(row) if self.normalization == "speaker" else {}
+        self.datasets = {"test": self.make_dataset(list(scored), row)}
+        return self.datasets["test"]
 
     def make_dataset(
         self, clips: list[Clip], row: Mapping[str, int], features: FeatureSet | None = None
