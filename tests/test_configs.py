@@ -162,3 +162,24 @@ def test_every_command_reports_a_typo_in_one_line(command: str) -> None:
     )
     assert res.returncode == 2
     assert res.stderr.strip() == f"ser.{command}: no config key `fooo`; to add a new key on purpose use +fooo=1"
+
+
+def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
+    """Model outermost, loss innermost: the two losses of a fold run side by side, so a stopped sweep leaves pairs."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = train_config("experiment=loss_by_architecture")
+    assert cfg.split.strategy == "kfold" and cfg.trainer.min_epochs == 20  # (max_epochs is the tests' fast 3)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    jobs = [
+        j
+        for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+        for j in batch
+    ]
+    assert len(jobs) == 20
+    assert jobs[:3] == [
+        ["model=lstm_last", "split.fold=0", "loss=categorical"],
+        ["model=lstm_last", "split.fold=0", "loss=binary"],
+        ["model=lstm_last", "split.fold=1", "loss=categorical"],
+    ]
