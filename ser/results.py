@@ -201,7 +201,9 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     for item in overrides:
         item = str(item)
         if item.startswith("~"):
-            params[item[1:].split("=", 1)[0]] = "<deleted>"
+            key = item[1:].split("=", 1)[0]
+            if not key.startswith("hydra"):
+                params[key] = "<deleted>"
             continue
         key, sep, value = item.lstrip("+").partition("=")
         if sep and not key.startswith("hydra"):
