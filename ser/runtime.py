@@ -140,6 +140,8 @@ def run_command(main: Callable[[], Any], prog: str, config_dir: str, config_name
         overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
         print(f"{prog}: {explain_hydra_error(exc, config_dir, config_name, overrides)}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # `... --help | head`: the reader left; nothing to report
+        sys.exit(0)
     except OSError as exc:
         if _TASK_STARTED:
             raise

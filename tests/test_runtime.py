@@ -60,4 +60,4 @@ def test_predict_and_export_load_neither_lightning_nor_each_other() -> None:
 
 def test_ser_predict_script_is_the_hydra_command() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["ser-predict"] == "ser.predict:main"  # one CLI: the same overrides as python -m ser.predict
+    assert scripts["ser-predict"] == "ser.predict:cli"  # one CLI: the same overrides as python -m ser.predict
