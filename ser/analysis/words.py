@@ -31,10 +31,13 @@ def fmt_ci(s: Summary) -> str:
     return f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]" if math.isfinite(s.ci_low) else "–"
 
 
-def _pairs_word(comp: Comparison, n: int) -> str:
-    if not comp.match_keys:
+def _pairs_word(comp: Comparison, n: int, stratum: str = "all") -> str:
+    # Within a setting ("model=crnn") its keys are fixed: the pairs are over the remaining ones.
+    fixed = {part.split("=", 1)[0] for part in stratum.split(", ")} if stratum != "all" else set()
+    keys = [k for k in comp.match_keys if k not in fixed]
+    if not keys:
         return f"{n} pair{'s' if n != 1 else ''}"
-    unit = "/".join(k.split(".")[-1] for k in comp.match_keys)
+    unit = "/".join(k.split(".")[-1] for k in keys)
     return f"{n} paired {unit}{'s' if n != 1 else ''}"
 
 
@@ -83,7 +86,8 @@ def _pair_sentences(comp: Comparison, r: Paired) -> list[str]:
         ]
     d = r.diff.mean
     if d == 0:
-        first = f"On test {name}, {a_name} and {b_name} tie ({fmt(r.mean_a, 3)}) over {_pairs_word(comp, r.n)}."
+        pairs = _pairs_word(comp, r.n, r.stratum)
+        first = f"On test {name}, {a_name} and {b_name} tie ({fmt(r.mean_a, 3)}) over {pairs}."
     else:
         better, worse = (r.b, r.a) if d > 0 else (r.a, r.b)
         ahead = r.b_ahead if d > 0 else r.a_ahead
@@ -95,7 +99,7 @@ def _pair_sentences(comp: Comparison, r: Paired) -> list[str]:
         first = (
             f"On test {name}, {claim} than {comp.level_name(worse)}: "
             f"{fmt(max(r.mean_a, r.mean_b), 3)} vs {fmt(min(r.mean_a, r.mean_b), 3)}, a paired difference "
-            f"({r.b} − {r.a}) of {d:+.3f}{ci} over {_pairs_word(comp, r.n)}, ahead in {ahead} of {r.n}."
+            f"({r.b} − {r.a}) of {d:+.3f}{ci} over {_pairs_word(comp, r.n, r.stratum)}, ahead in {ahead} of {r.n}."
         )
     return [first, _significance(comp, r)]
 
