@@ -36,6 +36,7 @@ from ser.data.corpus import Clip, DataError
 from ser.data.datamodule import SERDataModule
 from ser.data.splits import SplitSpec
 from ser.inference.predictor import resolve_device
+from ser.logs import show_bars
 from ser.models.checkpoint import CheckpointError, RebuiltModel
 from ser.models.ensemble import held_out_members, load_members, seen_speakers, tested_speakers
 from ser.results import run_record
@@ -191,6 +192,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     members = load_members(to_plain(cfg.ckpt))
     data = dict(to_plain(cfg.data))
     data["batch_size"] = int(cfg.get("batch_size") or data["batch_size"])
+    # Bars on a terminal only (progress=auto), as in ser.train: a redirected log gets no bar redraws.
+    data["progress"] = bool(data.get("progress", True)) and show_bars(cfg.get("progress"))
     device = resolve_device(cfg.get("device", "cpu"))
     # Each member's features and normalization; the data group only says which clips to read.
     modules = [

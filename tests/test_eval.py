@@ -154,8 +154,8 @@ def test_refused_when_every_speaker_was_seen(runs, eval_config):
 
 
 def test_cli_writes_outputs_eval_and_exits_2_with_one_line_errors(runs, cli_env, shared_cache, tmp_path):
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        base = ["data=demo", "data.progress=false", f"paths.cache_dir={shared_cache}"]
+    def cli(*args: str, cache: Path = shared_cache) -> subprocess.CompletedProcess:
+        base = ["data=demo", f"paths.cache_dir={cache}"]  # progress=auto: output not a terminal, no bars
         return subprocess.run(
             [sys.executable, "-m", "ser.eval", *base, *args],
             cwd=tmp_path,
@@ -165,11 +165,12 @@ def test_cli_writes_outputs_eval_and_exits_2_with_one_line_errors(runs, cli_env,
             timeout=300,
         )
 
-    ok = cli(f"ckpt={runs['single'] / BEST}")
+    ok = cli(f"ckpt={runs['single'] / BEST}", cache=tmp_path / "cold")  # features built here: a bar if any
     assert ok.returncode == 0, ok.stderr[-2000:]
     (out,) = (tmp_path / "outputs").glob("**/eval/*")  # outputs/[demo/]eval/<time>/
     assert _record(out)["uar"] == _record(runs["single"])["uar"]
     assert "UAR" in ok.stdout and str(out) in ok.stdout
+    assert "\r" not in ok.stderr and "clip/s" not in ok.stderr  # one line per step in a redirected log
     res = cli(f"ckpt={tmp_path / 'nope.ckpt'}")  # an empty folder takes the same path (test_ensemble.py)
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
