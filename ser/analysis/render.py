@@ -13,7 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ser.analysis.checks import caveats
-from ser.analysis.stats import Comparison, label
+from ser.analysis.keys import label
+from ser.analysis.stats import Comparison
 from ser.analysis.story import Story
 from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, stratum_verdicts, verdict
 from ser.labels import CLASSES, NUM_CLASSES
