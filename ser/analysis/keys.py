@@ -20,7 +20,6 @@ PAIRING_KEYS: tuple[str, ...] = (
     "split.test_corpus",
     "split.speaker",
 )
-# Splits whose runs are folds of one protocol: their per-fold tables are shown.
 
 
 def sort_key(value: Any, baseline: Any = None) -> tuple:

@@ -20,6 +20,7 @@ from ser.results import SCALARS, Job
 METRIC_BOUNDS = (0.0, 1.0)
 DIFF_BOUNDS = (-1.0, 1.0)
 
+# Splits whose runs are folds of one protocol: their per-fold tables are shown.
 FOLD_SPLITS: tuple[str, ...] = ("kfold", "loso", "cross_corpus")
 
 
