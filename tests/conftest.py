@@ -52,6 +52,13 @@ def compose_config(name: str, overrides: list[str], out_dir: Path, cache: Path) 
     return cfg
 
 
+@pytest.fixture(autouse=True)
+def _forget_hydra_config():
+    """A config a test registered (a sweep preset's MULTIRUN, say) must not reach the next test's is_multirun()."""
+    yield
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture
 def train_config(tmp_path: Path, shared_cache: Path):
     """Factory: ``train_config(*overrides)`` -> composed train config writing into tmp_path."""

@@ -232,10 +232,8 @@ def test_help_is_about_tuning_not_training(cli_env):
     for key in ("search_space", "tune.study_name", "tune.n_trials", "tune.timeout", "tune.storage", "optimized_metric"):
         assert f"\n  {key} " in text, key
     assert "ser.train: train and test" not in text and "== Groups that matter" not in text  # train's help
-    # --help starts no study. (It does leave an empty outputs/tune/<time>_<id>: composing tune.yaml's run dir over
-    # train's resolves train's ${ser.unique:...}, which makes its folder; known, see the issue notes.)
-    assert not list(Path(cli_env["SER_ROOT"]).glob("outputs/tune/*/study.journal"))
-    assert not list(Path(cli_env["SER_ROOT"]).glob("outputs/tune/*/*"))
+    # --help starts no study and makes no folder (train's run dir, a ${ser.unique:...}, is never resolved).
+    assert not (Path(cli_env["SER_ROOT"]) / "outputs").exists()
 
 
 def test_cli_runs_a_study_and_prints_one_line_per_trial(cli_env, shared_cache, tmp_path):
