@@ -125,6 +125,14 @@ def test_experiment_and_search_presets_define_their_sweeps(train_config):
     assert len(str(cfg.hydra.sweeper.params.seed).split(",")) >= 5
 
 
+def test_strongest_names_each_tensorboard_run_by_what_the_job_changed(train_config):
+    cfg = train_config("experiment=strongest", "split=kfold", "split.fold=2", "augment=speed_specaugment")
+    assert cfg.model._target_.endswith("CRNN") and cfg.data.normalization == "speaker"
+    name = cfg.logger.tensorboard.version.split(",")
+    assert "augment=speed_specaugment" in name and "split.fold=2" in name
+    assert not [part for part in name if part.startswith(("experiment=", "split="))]
+
+
 def test_debug_fast_limits_batches(train_config):
     cfg = train_config("debug=fast")
     assert cfg.trainer.limit_train_batches == 3 and cfg.callbacks.early_stopping is None
