@@ -193,7 +193,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data = dict(to_plain(cfg.data))
     data["batch_size"] = int(cfg.get("batch_size") or data["batch_size"])
     # Bars on a terminal only (progress=auto), as in ser.train: a redirected log gets no bar redraws.
-    data["progress"] = bool(data.get("progress", True)) and show_bars(cfg.get("progress"))
+    data["progress"] = show_bars(data.get("progress", "auto")) and show_bars(cfg.get("progress"))
     device = resolve_device(cfg.get("device", "cpu"))
     # Each member's features and normalization; the data group only says which clips to read.
     modules = [

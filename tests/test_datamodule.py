@@ -317,6 +317,19 @@ def test_from_config_builds_one_extractor_and_reads_every_group(train_config) ->
     assert module.resolved_roots() == {"demo": f"{cfg.paths.cache_dir}/demo"}
 
 
+@pytest.mark.parametrize(
+    ("setting", "terminal", "bars"),
+    [("auto", False, False), ("auto", True, True), ("bar", False, True), ("none", True, False)],
+)
+def test_data_progress_draws_bars_only_where_asked(train_config, monkeypatch, setting, terminal, bars) -> None:
+    # Default auto: a script that drives the DataModule itself, into a log file, gets no bar redraws.
+    from ser.train import build_datamodule
+
+    monkeypatch.setattr("ser.logs.is_terminal", lambda: terminal)
+    assert OmegaConf.load(Path(__file__).parents[1] / "conf" / "data" / "default.yaml").progress == "auto"
+    assert build_datamodule(train_config(f"data.progress={setting}")).progress is bars
+
+
 def test_class_counts_are_training_clips_per_class(dm: SERDataModule) -> None:
     counts = dm.class_counts()
     assert counts.shape == (labels.NUM_CLASSES,) and int(counts.sum()) == len(dm.datasets["train"])

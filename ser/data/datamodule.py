@@ -24,6 +24,7 @@ from ser.data.report import build_report, format_report, save_report
 from ser.data.speed import SpeedBatchSampler, SpeedDataset, SpeedPerturbation
 from ser.data.splits import Split, SplitSpec
 from ser.labels import NUM_CLASSES
+from ser.logs import show_bars
 from ser.results import write_text
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class SERDataModule(L.LightningDataModule):
             ),
             num_workers=int(data.get("num_workers", 0)),
             output_dir=data.get("output_dir"),
-            progress=bool(data.get("progress", True)),
+            progress=show_bars(data.get("progress", "auto")),
             normalization=str(data.get("normalization", "global")),
             limits=LengthLimits.from_config(data),
             speed=SpeedPerturbation.from_config(_plain(augment), seed),
