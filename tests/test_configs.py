@@ -8,11 +8,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import OmegaConf
 
 from ser.ddp import HydraDDPStrategy
 from ser.models.components import SERNetwork
 from ser.models.losses import BinaryLoss, CategoricalLoss
 from ser.train import build_datamodule, build_module
+from tests.conftest import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -38,6 +40,7 @@ def test_the_groups_the_design_names_exist():
         "experiment",
         "search_space",
         "debug",
+        "ablation",
     ):
         assert options(group), group
 
@@ -131,6 +134,32 @@ def test_strongest_names_each_tensorboard_run_by_what_the_job_changed(train_conf
     name = cfg.logger.tensorboard.version.split(",")
     assert "augment=speed_specaugment" in name and "split.fold=2" in name
     assert not [part for part in name if part.startswith(("experiment=", "split="))]
+
+
+ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
+    "ema": "callbacks",
+    "mixup": "augment",
+    "speed": "augment",
+    "no_specaugment": "augment",
+    "utterance_norm": "data",
+    "global_norm": "data",
+    "egemaps": "features",
+    "epochs20": "trainer",
+}
+
+
+@pytest.mark.parametrize("option", sorted(ABLATION_CHANGES))
+def test_each_ablation_changes_one_part_of_the_strongest_recipe(tmp_path, shared_cache, option):
+    assert sorted(ABLATION_CHANGES) == sorted(o for o in options("ablation") if o != "none")
+
+    def parts(ablation: str) -> dict:  # composed as a user gets it (the test overrides would hide trainer changes)
+        cfg = compose_config("train", ["experiment=strongest", f"ablation={ablation}"], tmp_path, shared_cache)
+        plain = OmegaConf.to_container(cfg, resolve=False)
+        return {k: v for k, v in plain.items() if k not in ("hydra", "logger")}
+
+    base, changed = parts("none"), parts(option)
+    assert [k for k in base if base[k] != changed[k]] == [ABLATION_CHANGES[option]]
+    assert base["model"]["_target_"].endswith("CRNN")  # still the strongest recipe otherwise
 
 
 def test_debug_fast_limits_batches(train_config):
