@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from ser.analysis import stats, words
+from ser.analysis.keys import varied_keys
 from ser.analysis.loss_claim import LossClaim
 from ser.analysis.render import MAX_LISTED, problem_line, summary_text, write_outputs
 from ser.analysis.stats import PAIRING_KEYS, Comparison
@@ -33,6 +34,16 @@ __all__ = ["CompareError", "Comparison", "Job", "analyze", "compare", "load_swee
 STORY = LossClaim()
 
 
+class AblationContrast(stats.Contrast):
+    """A sweep over the ablation group (conf/ablation/): each change against the recipe as it is."""
+
+    def name(self, level: str) -> str:
+        return "the unchanged recipe" if level == self.baseline else f"`ablation={level}`"
+
+
+ABLATION = AblationContrast(key="ablation", baseline="none", noun="ablation", plural="ablations")
+
+
 def analyze(
     jobs: Sequence[Job],
     metric: str = "uar",
@@ -41,8 +52,10 @@ def analyze(
     pair_by: Sequence[str] | None = None,
     sweep_dir: str | Path = ".",
 ) -> Comparison:
-    """The statistics of loaded jobs with the losses as the contrast."""
-    return stats.analyze(jobs, metric, alpha, group_by, pair_by, sweep_dir, contrast=STORY.contrast)
+    """The statistics of loaded jobs with the losses as the contrast, or the ablations where no loss varied."""
+    varied = varied_keys(jobs)
+    contrast = ABLATION if ABLATION.key in varied and STORY.contrast.key not in varied else STORY.contrast
+    return stats.analyze(jobs, metric, alpha, group_by, pair_by, sweep_dir, contrast=contrast)
 
 
 def verdict(comp: Comparison) -> str:

@@ -357,6 +357,24 @@ def test_generic_analysis_by_architecture() -> None:
     assert "binary_accuracy" not in text and "11/12" not in text
 
 
+def test_an_ablation_sweep_compares_each_change_with_the_recipe() -> None:
+    base = np.array([0.60, 0.62, 0.58, 0.57, 0.64])
+    change = {"none": 0.0, "ema": 0.01, "mixup": -0.02, "speed": -0.01}
+    jobs = []
+    for ablation, delta in change.items():
+        for fold, uar in enumerate(base + delta + np.array([0, 0.002, -0.001, 0.001, 0])):
+            params = {"ablation": ablation, "split.fold": fold}
+            metrics = _metrics(uar, 0.94, "categorical", 0)
+            jobs.append(C.Job(str(len(jobs)), "ok", None, params=params, metrics=metrics))
+    comp = C.analyze(jobs)
+    assert comp.contrast == "ablation" and comp.levels[0] == "none" and comp.match_keys == ["split.fold"]
+    pairs = {(p.a, p.b): p for p in comp.paired_result("uar")}
+    assert set(pairs) == {("none", "ema"), ("none", "mixup"), ("none", "speed")}  # not ema vs mixup
+    assert pairs[("none", "mixup")].n == 5 and pairs[("none", "mixup")].diff.mean == pytest.approx(-0.02, abs=1e-3)
+    text = C.verdict(comp)
+    assert "**`ablation=ema` is better** than the unchanged recipe" in text and "ablation=mixup" in text
+
+
 def test_kfold_with_the_split_group(tmp_path: Path) -> None:
     """split=kfold split.fold=N (split its own config group): folds are repetitions, paired over."""
     uars = {"categorical": np.array([0.50, 0.54, 0.48]), "binary": np.array([0.44, 0.47, 0.45])}

@@ -291,6 +291,15 @@ def analyze(
     return comp
 
 
+def level_pairs(comp: Comparison) -> list[tuple[str, str]]:
+    """Which levels are compared: each against the contrast's baseline when it ran (an ablation's ``none``
+    against every change), else every pair."""
+    baseline = comp.spec.baseline if comp.spec is not None else None
+    if baseline in comp.levels and len(comp.levels) > 2:
+        return [(baseline, level) for level in comp.levels if level != baseline]
+    return list(itertools.combinations(comp.levels, 2))
+
+
 def paired_results(comp: Comparison, strata_keys: Sequence[str]) -> list[Paired]:
     """Every pair of levels, every metric: pooled ("all") and, if other keys varied, per setting of them."""
     strata: dict[str, list[Job]] = {"all": comp.done}
@@ -300,9 +309,7 @@ def paired_results(comp: Comparison, strata_keys: Sequence[str]) -> list[Paired]
     if len(per) > 1:
         strata.update({label(strata_keys, key): per[key] for key in sorted(per, key=comp.sort_key)})
     results = []
-    for (stratum, members), (a, b), metric in itertools.product(
-        strata.items(), itertools.combinations(comp.levels, 2), comp.metrics
-    ):
+    for (stratum, members), (a, b), metric in itertools.product(strata.items(), level_pairs(comp), comp.metrics):
         side_a = _mean_by((j for j in members if comp.level_of(j) == a), comp.match_of, metric)
         side_b = _mean_by((j for j in members if comp.level_of(j) == b), comp.match_of, metric)
         common = sorted(set(side_a) & set(side_b), key=comp.sort_key)
