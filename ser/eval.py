@@ -35,6 +35,7 @@ from ser.data.batching import collate
 from ser.data.corpus import Clip, DataError
 from ser.data.datamodule import SERDataModule
 from ser.data.splits import SplitSpec
+from ser.environment import run_environment
 from ser.inference.predictor import resolve_device
 from ser.logs import show_bars
 from ser.models.checkpoint import CheckpointError, RebuiltModel
@@ -240,6 +241,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     corpora = list(modules[0].corpora.names)  # data.corpora=[all] expanded to what was found
     record = build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, time.perf_counter() - start)
     record["eval"]["overlap"]["clips"] = int(overlap.sum())
+    record["environment"] = run_environment(device)
     return {"record": record, "clips": clips, "probs": probs, "members": count[keep], "overlap": overlap}
 
 

@@ -91,11 +91,13 @@ def run_record(
     epoch_time_s: float | None,
     wall_time_s: float,
     best_checkpoint: str,
+    environment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of a completed run: test metrics under plain names, then what the run was.
 
     ``loss`` is the loss object's ``name`` and ``split``/``fold`` come from the Split that was made,
-    so a record says what ran, whatever config spelled it.
+    so a record says what ran, whatever config spelled it; ``environment`` is where it ran
+    (:func:`ser.environment.run_environment`).
     """
     record: dict[str, Any] = {k: test.get(k) for k in SCALARS}
     record["per_class_recall"] = test.get("per_class_recall", {})
@@ -114,6 +116,8 @@ def run_record(
         best_checkpoint=best_checkpoint,
         confusion=test.get("confusion"),
     )
+    if environment is not None:
+        record["environment"] = dict(environment)
     return record
 
 
@@ -159,6 +163,18 @@ class Job:
         """A test metric as float; NaN where the run has none."""
         v = self.metrics.get(metric)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+    @property
+    def device(self) -> str | None:
+        """'cpu', 'cuda', ...: where the run ran, from its record (:mod:`ser.environment`), else from the
+        accelerator its config asked for (runs recorded before the environment was kept); None where neither says.
+        """
+        recorded = (self.metrics.get("environment") or {}).get("device")
+        if isinstance(recorded, str) and recorded:
+            return recorded.split(" ", 1)[0]
+        trainer = self.config.get("trainer")
+        asked = trainer.get("accelerator") if isinstance(trainer, dict) else None
+        return {"gpu": "cuda", "cuda": "cuda", "cpu": "cpu", "mps": "mps"}.get(str(asked).lower())
 
     @property
     def split(self) -> str | None:

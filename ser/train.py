@@ -30,6 +30,7 @@ from ser.config import flatten, hparams_of, instantiate_group, to_plain
 from ser.data.corpus import DataError
 from ser.data.datamodule import SERDataModule
 from ser.data.splits import SplitError
+from ser.environment import run_environment
 from ser.labels import CLASSES
 from ser.logs import console_callbacks, data_report_text, prints_full_report, quiet_third_party, show_bars
 from ser.models.checkpoint import CheckpointError, data_record, load_checkpoint
@@ -215,6 +216,7 @@ def collect_metrics(cfg, module, datamodule, trainer, best_path, wall) -> dict[s
         epoch_time_s=float(np.median(epoch_times)) if epoch_times else None,
         wall_time_s=wall,
         best_checkpoint=best_path,
+        environment=run_environment(trainer.strategy.root_device),
     )
 
 

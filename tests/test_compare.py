@@ -436,6 +436,31 @@ def test_warns_when_there_are_too_few_pairs() -> None:
     assert any("fewer than 3 runs" in w for w in caveats(C.analyze(_memory_jobs(CAT_UAR[:2], BIN_UAR[:2]))))
 
 
+def test_notes_runs_from_different_devices_and_pairs_that_mix_them() -> None:
+    from ser.analysis.checks import caveats
+
+    def on(jobs: list[C.Job], devices: list[str]) -> list[C.Job]:
+        for job, device in zip(jobs, devices, strict=True):
+            job.metrics["environment"] = {"device": device}
+        return jobs
+
+    one = C.analyze(on(_memory_jobs(CAT_UAR, BIN_UAR), ["cpu (x86_64)"] * 10))
+    assert not [w for w in caveats(one) if "devices" in w]
+    # Seeds 0-1 on a GPU for both losses, seeds 2-4 on a CPU: every pair stays on one device.
+    split = ["cuda (NVIDIA H100 80GB HBM3)"] * 2 + ["cpu (x86_64)"] * 3
+    (note,) = [w for w in caveats(C.analyze(on(_memory_jobs(CAT_UAR, BIN_UAR), split * 2))) if "devices" in w]
+    assert "6 on cpu, 4 on cuda" in note and "each pair ran on one device" in note
+    # The binary run of seed 0 on a CPU instead: one pair of five crosses devices.
+    crossed = on(_memory_jobs(CAT_UAR, BIN_UAR), split + ["cpu (x86_64)"] + split[1:])
+    (note,) = [w for w in caveats(C.analyze(crossed)) if "devices" in w]
+    assert "1 of 5 pairs mix them" in note
+    # Runs recorded before the environment was kept: the accelerator their config asked for.
+    old = _memory_jobs(CAT_UAR, BIN_UAR)
+    for job in old[:5]:
+        job.config = {"trainer": {"accelerator": "gpu"}}
+    assert [j.device for j in old] == ["cuda"] * 5 + [None] * 5
+
+
 def test_confidence_intervals_of_rates_stay_within_0_and_1() -> None:
     from ser.analysis.stats import METRIC_BOUNDS, summarize
 

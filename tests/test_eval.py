@@ -129,6 +129,7 @@ def test_a_kfold_sweep_folder_gives_cross_validation_predictions(runs, eval_conf
     record = run(eval_config(f"ckpt={runs['sweep']}"))
     ev = record["eval"]
     assert ev["protocol"] == "cross_validation" and len(ev["checkpoints"]) == 2
+    assert record["environment"]["device"].startswith("cpu")  # eval's default device, recorded
     tested = [set(rebuild(runs["sweep"] / str(k) / BEST).data["speakers"]["test"]) for k in (0, 1)]
     assert set(ev["speakers"]) == tested[0] | tested[1]
     # Restricted to fold 0's test speakers, the sweep scores them with fold 0 only: fold 0's test metrics.

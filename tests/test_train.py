@@ -64,6 +64,8 @@ def test_run_writes_every_artifact(trained):
     assert saved["data"]["speaker_independent"] is True
     assert saved["best_val"]["uar"] is not None
     assert sum(map(sum, saved["confusion"])) == saved["data"]["clips"]["test"]
+    env = saved["environment"]  # where it ran, for reports that pool machines
+    assert env["device"].startswith("cpu") and env["torch"] == torch.__version__ and env["threads"] >= 1
     report = (out / "classification_report.txt").read_text()
     assert all(name in report for name in CLASSES)
 

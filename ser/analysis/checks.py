@@ -1,7 +1,9 @@
-"""What makes a comparison less trustworthy than it looks: runs still improving, too few runs or pairs."""
+"""What makes a comparison less trustworthy than it looks: runs still improving, too few runs or pairs, runs
+from different devices."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from ser.analysis.stats import Comparison
@@ -15,7 +17,7 @@ STILL_IMPROVING_SHARE = 0.5
 
 def caveats(comp: Comparison) -> list[str]:
     """Every warning that applies to a comparison, in the order a reader should weigh them."""
-    return still_improving(comp.done) + too_few(comp)
+    return still_improving(comp.done) + too_few(comp) + mixed_devices(comp)
 
 
 def still_improving(jobs: Sequence[Job]) -> list[str]:
@@ -50,3 +52,30 @@ def too_few(comp: Comparison) -> list[str]:
         named = ", ".join(small[:3]) + (", ..." if len(small) > 3 else "")
         out.append(f"{len(small)} group(s) with fewer than 3 runs ({named}): their sd and CI are missing or very wide.")
     return out
+
+
+def mixed_devices(comp: Comparison) -> list[str]:
+    """A note when the runs ran on more than one kind of device (CPU and GPU, say): their last digits differ.
+
+    Pairs that each ran on one device still compare like with like; a pair across devices folds the device's
+    numerical effect into its difference, and the note counts those pairs.
+    """
+    kinds = Counter(j.device for j in comp.done if j.device is not None)
+    if len(kinds) < 2:
+        return []
+    listed = ", ".join(f"{n} on {kind}" for kind, n in sorted(kinds.items()))
+    if not comp.paired:
+        return [f"The runs ran on different devices ({listed}); the group means pool them."]
+    devices: dict[tuple, set[str | None]] = {}
+    for job in comp.done:
+        devices.setdefault(comp.match_of(job), set()).add(job.device)
+    mixed = sum(len(kinds_of_pair) > 1 for kinds_of_pair in devices.values())
+    if not mixed:
+        return [
+            f"The runs ran on different devices ({listed}); each pair ran on one device, so the paired "
+            "differences compare like with like, while the group means pool devices."
+        ]
+    return [
+        f"The runs ran on different devices ({listed}) and {mixed} of {len(devices)} pairs mix them: those "
+        "differences include the devices' numerical effect; rerun them on one device."
+    ]
