@@ -73,4 +73,3 @@ def run_environment(device: torch.device | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
     }
-

@@ -451,7 +451,7 @@ def test_notes_runs_from_different_devices_and_pairs_that_mix_them() -> None:
     (note,) = [w for w in caveats(C.analyze(on(_memory_jobs(CAT_UAR, BIN_UAR), split * 2))) if "devices" in w]
     assert "6 on cpu, 4 on cuda" in note and "each pair ran on one device" in note
     # The binary run of seed 0 on a CPU instead: one pair of five crosses devices.
-    crossed = on(_memory_jobs(CAT_UAR, BIN_UAR), split + ["cpu (x86_64)"] + split[1:])
+    crossed = on(_memory_jobs(CAT_UAR, BIN_UAR), [*split, "cpu (x86_64)", *split[1:]])
     (note,) = [w for w in caveats(C.analyze(crossed)) if "devices" in w]
     assert "1 of 5 pairs mix them" in note
     # Runs recorded before the environment was kept: the accelerator their config asked for.
