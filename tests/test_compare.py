@@ -461,6 +461,20 @@ def test_notes_runs_from_different_devices_and_pairs_that_mix_them() -> None:
     assert [j.device for j in old] == ["cuda"] * 5 + [None] * 5
 
 
+def test_where_runs_executed_is_not_a_group_but_pairs_stay_within_it() -> None:
+    jobs = _memory_jobs(CAT_UAR, BIN_UAR)
+    for job in jobs:  # seeds 0-1 ran on a GPU with 2 threads, seeds 2-4 on a CPU with 1 (both losses)
+        gpu = job.params["seed"] < 2
+        job.params.update({"trainer": "gpu" if gpu else "default", "num_threads": 2 if gpu else 1})
+        job.params["paths.data_dir"] = "/root/data" if gpu else "data"
+    comp = C.analyze(jobs)
+    assert [g.label for g in comp.groups] == ["loss=categorical", "loss=binary"]
+    assert set(comp.match_keys) >= {"trainer", "num_threads", "seed"}
+    (r,) = comp.paired_result("uar")
+    assert r.n == 5 and r.diff.mean == pytest.approx(float(np.mean(BIN_UAR - CAT_UAR)))
+    assert any("only say where runs executed" in n and "num_threads" in n for n in comp.notes)
+
+
 def test_confidence_intervals_of_rates_stay_within_0_and_1() -> None:
     from ser.analysis.stats import METRIC_BOUNDS, summarize
 

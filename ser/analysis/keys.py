@@ -21,6 +21,25 @@ PAIRING_KEYS: tuple[str, ...] = (
     "split.speaker",
 )
 
+# Keys that say where and how a run executed, not what it computes (threads, device, folders, progress
+# output): never a group of their own, but runs are paired only within one setting of them, so a sweep
+# finished on a GPU and on a CPU pairs each fold's runs on the same device.
+EXECUTION_KEYS: tuple[str, ...] = (
+    "num_threads",
+    "progress",
+    "trainer",
+    "trainer.accelerator",
+    "trainer.devices",
+    "data.progress",
+    "data.num_workers",
+    "data.feature_workers",
+)
+EXECUTION_PREFIXES: tuple[str, ...] = ("paths.", "hydra.")
+
+
+def is_execution_key(key: str) -> bool:
+    return key in EXECUTION_KEYS or key.startswith(EXECUTION_PREFIXES)
+
 
 def sort_key(value: Any, baseline: Any = None) -> tuple:
     """Numbers in order, then text with the baseline first (so differences read "other − baseline")."""

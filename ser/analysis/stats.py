@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ser.analysis.keys import PAIRING_KEYS, determined_keys, hashable, is_alias, label, sort_key, varied_keys
+from ser.analysis.keys import (
+    PAIRING_KEYS,
+    determined_keys,
+    hashable,
+    is_alias,
+    is_execution_key,
+    label,
+    sort_key,
+    varied_keys,
+)
 from ser.results import SCALARS, Job
 
 # Every scalar metric is a rate in [0, 1]; a difference of two lies in [-1, 1]. CIs are clipped to these.
@@ -221,7 +230,10 @@ def analyze(
         group_keys = list(group_by)
         followers: list[str] = []
     else:
-        candidates = [k for k in varied if k not in pairing]
+        candidates = [k for k in varied if k not in pairing and not is_execution_key(k)]
+        executed = [k for k in varied if k not in pairing and is_execution_key(k)]
+        if executed:
+            notes.append(f"{', '.join(executed)} only say where runs executed: not grouped by, paired within.")
         followers = determined_keys(done, candidates, keep=[k for k in (key,) if k])
         group_keys = [k for k in candidates if k not in followers]
         if followers:
