@@ -17,13 +17,16 @@ from typing import Any
 
 import torch
 
+from ser import ser_version
+
 # The folder that holds the ``ser`` package: a git checkout when running from a clone.
 SOURCE = Path(__file__).resolve().parents[1]
 
 
 def _git(folder: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True)
-    return done.stdout.strip()
+    # --no-optional-locks: `git status` must not take the index lock from under the user's own git commands.
+    command = ["git", "--no-optional-locks", "-C", str(folder), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
 
 
 def git_commit(folder: Path = SOURCE) -> str | None:
@@ -58,18 +61,18 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def run_environment(device: torch.device | None = None) -> dict[str, Any]:
-    """The code, libraries and hardware of this process; ``device`` is where the model ran (CPU when None)."""
-    from ser import __version__
-
+def run_environment(device: torch.device | None = None, devices: int = 1) -> dict[str, Any]:
+    """The code, libraries and hardware of this process; ``device`` is where the model ran (CPU when None),
+    ``devices`` how many of them (DDP)."""
     return {
-        "ser": _version("ser") or __version__,
+        "ser": ser_version(),
         "git": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": _version("lightning"),
         "host": socket.gethostname(),
         "device": device_name(device if device is not None else torch.device("cpu")),
+        "devices": int(devices),
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
     }

@@ -169,7 +169,8 @@ class Job:
         """'cpu', 'cuda', ...: where the run ran, from its record (:mod:`ser.environment`), else from the
         accelerator its config asked for (runs recorded before the environment was kept); None where neither says.
         """
-        recorded = (self.metrics.get("environment") or {}).get("device")
+        environment = self.metrics.get("environment")
+        recorded = environment.get("device") if isinstance(environment, dict) else None
         if isinstance(recorded, str) and recorded:
             return recorded.split(" ", 1)[0]
         trainer = self.config.get("trainer")

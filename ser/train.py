@@ -204,6 +204,8 @@ def report_data(datamodule: SERDataModule, loggers: list) -> None:
 def collect_metrics(cfg, module, datamodule, trainer, best_path, wall) -> dict[str, Any]:
     """The run record: the loss and the split are named by the objects that ran, not by the config."""
     epoch_times = module.epoch_times
+    # Rank 0 writes the record; the other DDP ranks skip the git calls.
+    where = run_environment(trainer.strategy.root_device, trainer.num_devices) if trainer.is_global_zero else None
     return run_record(
         test=module.test_results,
         best_val=module.best_val,
@@ -216,7 +218,7 @@ def collect_metrics(cfg, module, datamodule, trainer, best_path, wall) -> dict[s
         epoch_time_s=float(np.median(epoch_times)) if epoch_times else None,
         wall_time_s=wall,
         best_checkpoint=best_path,
-        environment=run_environment(trainer.strategy.root_device),
+        environment=where,
     )
 
 

@@ -454,6 +454,10 @@ def test_notes_runs_from_different_devices_and_pairs_that_mix_them() -> None:
     crossed = on(_memory_jobs(CAT_UAR, BIN_UAR), [*split, "cpu (x86_64)", *split[1:]])
     (note,) = [w for w in caveats(C.analyze(crossed)) if "devices" in w]
     assert "1 of 5 pairs mix them" in note
+    # A run whose device is unknown is no device of its own.
+    unknown = on(_memory_jobs(CAT_UAR, BIN_UAR), [*split, "", *split[1:]])
+    (note,) = [w for w in caveats(C.analyze(unknown)) if "devices" in w]
+    assert "each pair ran on one device" in note and "6 on cpu, 3 on cuda" in note
     # Runs recorded before the environment was kept: the accelerator their config asked for.
     old = _memory_jobs(CAT_UAR, BIN_UAR)
     for job in old[:5]:
@@ -469,10 +473,30 @@ def test_where_runs_executed_is_not_a_group_but_pairs_stay_within_it() -> None:
         job.params["paths.data_dir"] = "/root/data" if gpu else "data"
     comp = C.analyze(jobs)
     assert [g.label for g in comp.groups] == ["loss=categorical", "loss=binary"]
-    assert set(comp.match_keys) >= {"trainer", "num_threads", "seed"}
+    assert set(comp.match_keys) == {"trainer", "num_threads", "paths.data_dir", "seed"}
     (r,) = comp.paired_result("uar")
     assert r.n == 5 and r.diff.mean == pytest.approx(float(np.mean(BIN_UAR - CAT_UAR)))
     assert any("only say where runs executed" in n and "num_threads" in n for n in comp.notes)
+
+
+def test_an_execution_key_that_changed_with_the_groups_still_lets_them_pair() -> None:
+    jobs = _memory_jobs(CAT_UAR, BIN_UAR)
+    for job in jobs:  # one model on a GPU, the other on a CPU: pairs must still form, by seed
+        job.params["model"] = "lstm" if job.params.pop("loss") == "categorical" else "crnn"
+        job.params["trainer"] = "gpu" if job.params["model"] == "lstm" else "default"
+    comp = C.analyze(jobs)
+    assert len(comp.groups) == 2 and comp.match_keys == ["seed"]
+    (r,) = comp.paired_result("uar")
+    assert r.n == 5
+    assert any("trainer changed only with model" in n for n in comp.notes)
+    assert not any("where runs executed" in n for n in comp.notes)
+
+
+def test_data_parallel_training_is_a_setting_not_a_place() -> None:
+    jobs = _memory_jobs(CAT_UAR, BIN_UAR)
+    for job in jobs:  # trainer=ddp doubles the effective batch: its runs are a group of their own
+        job.params["trainer"] = "ddp" if job.params["seed"] < 2 else "default"
+    assert "trainer" in C.analyze(jobs).group_keys
 
 
 def test_confidence_intervals_of_rates_stay_within_0_and_1() -> None:

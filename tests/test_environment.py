@@ -41,9 +41,19 @@ def test_git_commit_is_none_outside_a_checkout(tmp_path: Path) -> None:
     assert git_commit(tmp_path) is None
 
 
+@pytest.mark.parametrize("failure", [FileNotFoundError("git"), subprocess.TimeoutExpired("git", 10)])
+def test_git_commit_is_none_when_git_is_missing_or_hangs(monkeypatch, failure: Exception) -> None:
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(subprocess, "run", fail)
+    assert git_commit() is None
+
+
 def test_run_environment_describes_this_process() -> None:
     env = run_environment()
     assert env["device"] == device_name(torch.device("cpu")) and env["device"].startswith("cpu (")
     assert env["torch"] == torch.__version__ and env["threads"] == torch.get_num_threads()
     assert env["python"].count(".") == 2 and env["ser"] and env["host"]
-    assert set(env) == {"ser", "git", "python", "torch", "lightning", "host", "device", "threads", "cpus"}
+    assert env["devices"] == 1
+    assert set(env) == {"ser", "git", "python", "torch", "lightning", "host", "device", "devices", "threads", "cpus"}

@@ -66,16 +66,22 @@ def mixed_devices(comp: Comparison) -> list[str]:
     listed = ", ".join(f"{n} on {kind}" for kind, n in sorted(kinds.items()))
     if not comp.paired:
         return [f"The runs ran on different devices ({listed}); the group means pool them."]
-    devices: dict[tuple, set[str | None]] = {}
+    # A pair is a setting of the match keys that ran at two or more levels; runs without a known device are
+    # left out of the count rather than counted as a device of their own.
+    levels: dict[tuple, set[str]] = {}
+    devices: dict[tuple, set[str]] = {}
     for job in comp.done:
-        devices.setdefault(comp.match_of(job), set()).add(job.device)
-    mixed = sum(len(kinds_of_pair) > 1 for kinds_of_pair in devices.values())
+        levels.setdefault(comp.match_of(job), set()).add(comp.level_of(job))
+        if job.device is not None:
+            devices.setdefault(comp.match_of(job), set()).add(job.device)
+    pairs = [m for m, seen in levels.items() if len(seen) > 1]
+    mixed = sum(len(devices.get(m, ())) > 1 for m in pairs)
     if not mixed:
         return [
             f"The runs ran on different devices ({listed}); each pair ran on one device, so the paired "
             "differences compare like with like, while the group means pool devices."
         ]
     return [
-        f"The runs ran on different devices ({listed}) and {mixed} of {len(devices)} pairs mix them: those "
+        f"The runs ran on different devices ({listed}) and {mixed} of {len(pairs)} pairs mix them: those "
         "differences include the devices' numerical effect; rerun them on one device."
     ]

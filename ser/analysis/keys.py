@@ -23,22 +23,31 @@ PAIRING_KEYS: tuple[str, ...] = (
 
 # Keys that say where and how a run executed, not what it computes (threads, device, folders, progress
 # output): never a group of their own, but runs are paired only within one setting of them, so a sweep
-# finished on a GPU and on a CPU pairs each fold's runs on the same device.
+# finished partly on a GPU and partly on a CPU pairs each fold's runs run on the same device.
 EXECUTION_KEYS: tuple[str, ...] = (
     "num_threads",
     "progress",
-    "trainer",
+    "device",
     "trainer.accelerator",
-    "trainer.devices",
     "data.progress",
     "data.num_workers",
     "data.feature_workers",
 )
 EXECUTION_PREFIXES: tuple[str, ...] = ("paths.", "hydra.")
+# The trainer options that only pick the device; trainer=ddp changes the effective batch, so it is a setting.
+ONE_DEVICE_TRAINERS = frozenset({"default", "cpu", "gpu"})
 
 
-def is_execution_key(key: str) -> bool:
-    return key in EXECUTION_KEYS or key.startswith(EXECUTION_PREFIXES)
+def execution_keys(jobs: Sequence[Job], keys: Sequence[str]) -> list[str]:
+    """Those of ``keys`` that only say where the jobs executed (``trainer`` only while it picks one device)."""
+    out = []
+    for key in keys:
+        if key == "trainer":
+            if all(str(j.params[key]) in ONE_DEVICE_TRAINERS for j in jobs if key in j.params):
+                out.append(key)
+        elif key in EXECUTION_KEYS or key.startswith(EXECUTION_PREFIXES):
+            out.append(key)
+    return out
 
 
 def sort_key(value: Any, baseline: Any = None) -> tuple:

@@ -16,9 +16,9 @@ from scipy import stats
 from ser.analysis.keys import (
     PAIRING_KEYS,
     determined_keys,
+    execution_keys,
     hashable,
     is_alias,
-    is_execution_key,
     label,
     sort_key,
     varied_keys,
@@ -230,15 +230,22 @@ def analyze(
         group_keys = list(group_by)
         followers: list[str] = []
     else:
-        candidates = [k for k in varied if k not in pairing and not is_execution_key(k)]
-        executed = [k for k in varied if k not in pairing and is_execution_key(k)]
-        if executed:
-            notes.append(f"{', '.join(executed)} only say where runs executed: not grouped by, paired within.")
+        executed = execution_keys(jobs, [k for k in varied if k not in pairing])
+        candidates = [k for k in varied if k not in pairing and k not in executed]
         followers = determined_keys(done, candidates, keep=[k for k in (key,) if k])
         group_keys = [k for k in candidates if k not in followers]
+        # An execution key that changed only with the groups follows them, so it is no match key either.
+        followers += [k for k in executed if determined_keys(done, [*group_keys, k], keep=group_keys)]
+        executed = [k for k in executed if k not in followers]
         if followers:
             named = ", ".join(group_keys) or "the groups"
             notes.append(f"{', '.join(followers)} changed only with {named}, so runs are not grouped by it.")
+        if executed:
+            says = "says" if len(executed) == 1 else "say"
+            notes.append(
+                f"{', '.join(executed)} only {says} where runs executed: runs are not grouped by it, "
+                "and are paired only within one setting of it."
+            )
 
     by_key: dict[tuple, list[Job]] = {}
     for job in done:

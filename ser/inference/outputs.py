@@ -37,7 +37,6 @@ first line, then one row per line as each window (or segment) completes.
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
 import json
 import math
@@ -49,6 +48,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ser import ser_version
 from ser.inference.prediction import InputFailure, Prediction, Segment, split_class
 
 FORMATS = ("table", "json", "csv")
@@ -113,16 +113,6 @@ def table_cells(row: Row, mode: str) -> list[str]:
         else:
             cells.append(str(value))
     return cells
-
-
-def ser_version() -> str:
-    """The installed package's version; ``ser.__version__`` when running from a source tree."""
-    try:
-        return importlib.metadata.version("ser")
-    except importlib.metadata.PackageNotFoundError:
-        from ser import __version__
-
-        return __version__
 
 
 def make_header(
