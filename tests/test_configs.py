@@ -138,7 +138,7 @@ def test_strongest_names_each_tensorboard_run_by_what_the_job_changed(train_conf
 
 ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "ema": "callbacks",
-    "mixup": "augment",
+    "no_mixup": "augment",
     "speed": "augment",
     "no_specaugment": "augment",
     "utterance_norm": "data",
