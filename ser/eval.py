@@ -239,13 +239,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         excluded[reason] = excluded.get(reason, 0) + 1
     hours = float(seconds[keep].sum()) / 3600
     corpora = list(modules[0].corpora.names)  # data.corpora=[all] expanded to what was found
-    record = build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    record = build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall, run_environment(device))
     record["eval"]["overlap"]["clips"] = int(overlap.sum())
-    record["environment"] = run_environment(device)
     return {"record": record, "clips": clips, "probs": probs, "members": count[keep], "overlap": overlap}
 
 
-def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall) -> dict[str, Any]:
+def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall, environment) -> dict[str, Any]:
     """metrics.json: training's test-stage schema (ser.results.run_record) plus what the evaluation was."""
     single = members[0].data if len(members) == 1 and isinstance(members[0].data, Mapping) else {}
     loss = ",".join(sorted({str(m.loss.name) for m in members}))
@@ -269,6 +269,7 @@ def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wa
         epoch_time_s=None,
         wall_time_s=wall,
         best_checkpoint=", ".join(m.source for m in members),
+        environment=environment,
     )
     record["emotion_uar"] = scores.metrics["emotion_uar"]
     record["emotion_confusion"] = scores.metrics["emotion_confusion"]
