@@ -145,6 +145,8 @@ ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "global_norm": "data",
     "egemaps": "features",
     "epochs20": "trainer",
+    "stride8": "model",
+    "stride8_narrow": "model",
 }
 
 
