@@ -41,7 +41,7 @@ from ser.logs import show_bars
 from ser.models.checkpoint import CheckpointError, RebuiltModel
 from ser.models.ensemble import held_out_members, load_members, seen_speakers, tested_speakers
 from ser.results import run_record
-from ser.runtime import configure_threads, run_command
+from ser.runtime import configure_matmul_precision, configure_threads, run_command
 from ser.scoring import score, truth
 
 log = logging.getLogger("ser.eval")
@@ -303,6 +303,7 @@ def _member_summary(m: RebuiltModel) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate and write every output into ``paths.output_dir``; returns the metrics.json record."""
     configure_threads(cfg)
+    configure_matmul_precision(cfg)
     result = evaluate(cfg)
     out_dir = Path(cfg.paths.output_dir)
     write_outputs(out_dir, result["record"], result["clips"], result["probs"], result["members"], result["overlap"])

@@ -58,6 +58,25 @@ def configure_threads(cfg: DictConfig) -> int:
     return int(threads)
 
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def configure_matmul_precision(cfg: DictConfig) -> str:
+    """Apply ``matmul_precision`` (torch.set_float32_matmul_precision); null keeps torch's ``highest``.
+
+    ``high``/``medium`` let a GPU's tensor cores run float32 matmuls in TF32/bf16: faster, no longer
+    bit-comparable with a CPU run. Returns the precision in force.
+    """
+    import torch
+
+    precision = cfg.get("matmul_precision")
+    if precision is not None and precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul_precision={precision!r}: choose {', '.join(MATMUL_PRECISIONS)} (or null)")
+    if precision is not None:
+        torch.set_float32_matmul_precision(str(precision))
+    return torch.get_float32_matmul_precision()
+
+
 def seed_everything(seed: int | None) -> None:
     """Seed every RNG. ``None`` means unseeded; 0 is a seed like any other."""
     if seed is not None:

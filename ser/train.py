@@ -37,7 +37,15 @@ from ser.models.checkpoint import CheckpointError, data_record, load_checkpoint
 from ser.models.module import SERModule
 from ser.plots import confusion_figure, save_figure
 from ser.results import SCALARS, TRIVIAL_BINARY_ACCURACY, failure_record, run_record, write_record, write_text
-from ser.runtime import configure_threads, is_multirun, mark_failed, run_command, seed_everything, task_started
+from ser.runtime import (
+    configure_matmul_precision,
+    configure_threads,
+    is_multirun,
+    mark_failed,
+    run_command,
+    seed_everything,
+    task_started,
+)
 from ser.validate import ConfigError, checkpoint_mismatch, validate
 
 log = logging.getLogger("ser.train")
@@ -104,6 +112,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     bars = show_bars(cfg.get("progress"))
     quiet_third_party()
     configure_threads(cfg)
+    configure_matmul_precision(cfg)
     seed_everything(cfg.get("seed"))
 
     datamodule = build_datamodule(cfg)

@@ -66,6 +66,11 @@ def problems(cfg: DictConfig) -> list[str]:
     positive("data.sample_rate", integer=True)
     positive("data.feature_workers", integer=True, allow_none=True)
     positive("num_threads", integer=True, allow_none=True)
+    need(
+        "matmul_precision",
+        _get(cfg, "matmul_precision") in (None, "highest", "high", "medium"),
+        "choose highest, high or medium (or null)",
+    )
     need("data.on_error", _get(cfg, "data.on_error") in (None, "raise", "skip"), "choose raise or skip")
     need(
         "data.normalization",

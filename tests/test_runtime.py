@@ -13,7 +13,7 @@ import tomllib
 import torch
 from omegaconf import OmegaConf
 
-from ser.runtime import configure_threads, seed_everything, setup_logging
+from ser.runtime import configure_matmul_precision, configure_threads, seed_everything, setup_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,19 @@ def test_setup_logging_adds_one_stderr_handler(capsys: pytest.CaptureFixture) ->
         for handler in logger.handlers[:]:
             if handler not in before:
                 logger.removeHandler(handler)
+
+
+def test_matmul_precision_is_applied_and_null_keeps_torchs() -> None:
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert configure_matmul_precision(OmegaConf.create({"matmul_precision": None})) == "highest"
+        assert configure_matmul_precision(OmegaConf.create({"matmul_precision": "high"})) == "high"
+        assert torch.get_float32_matmul_precision() == "high"
+        with pytest.raises(ValueError, match="matmul_precision='tf32': choose highest, high, medium"):
+            configure_matmul_precision(OmegaConf.create({"matmul_precision": "tf32"}))
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def test_configure_threads_and_seed() -> None:

@@ -41,6 +41,7 @@ def test_the_default_config_has_no_problems(train_config):
         ("data.corpora=[cremad]", "data.corpora=['cremad']: known corpora:"),
         ("seed=-1", "seed=-1: must be null or an integer"),
         ("num_threads=0", "num_threads=0: must be a positive integer"),
+        ("matmul_precision=tf32", "matmul_precision='tf32': choose highest, high or medium (or null)"),
         ("progress=sometimes", "progress='sometimes': choose auto, bar or none"),
         ("optimized_metric=val/uarr", "optimized_metric='val/uarr': must be val/<metric>"),
         ("trainer.min_epochs=5", None),  # with max_epochs=3 from the fast overrides
