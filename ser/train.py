@@ -135,8 +135,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     if cfg.get("test", True):
         ckpt = best_path or ("last" if cfg.get("train", True) else cfg.get("ckpt_path"))
-        if not best_path:
-            log.warning("no best checkpoint; testing the %s weights", ckpt or "current")
+        if not cfg.get("train", True):
+            log.info("testing %s", ckpt or "the model's initial weights (no ckpt_path)")
+        elif not best_path:
+            log.warning("no best checkpoint; testing the %s weights", ckpt)
         # The metrics table only on a terminal: a log has them in the "test:" line below.
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=bars)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,19 @@ def test_checkpoint_of_another_model_size_is_refused(trained, train_config):
     ckpt = out / "checkpoints" / "best.ckpt"
     with pytest.raises(ConfigError, match=r"another model size \(net\..*; it was trained with model.hidden_size=128"):
         run(train_config("train=false", f"ckpt_path={ckpt}"))  # FAST_OVERRIDES: hidden_size=32
+
+
+def test_testing_a_checkpoint_without_training_reproduces_its_run(trained, train_config, tmp_path, caplog):
+    out, metrics = trained
+    ckpt = out / "checkpoints" / "best.ckpt"
+    cfg = train_config(
+        "train=false", f"ckpt_path={ckpt}", "model.hidden_size=128", "model.dense_size=64", out=tmp_path / "t"
+    )
+    with caplog.at_level(logging.INFO, logger="ser.train"):
+        again = run(cfg)
+    assert again["uar"] == metrics["uar"] and again["confusion"] == metrics["confusion"]
+    assert f"testing {ckpt}" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "best checkpoint" in r.getMessage()]
 
 
 def test_seed_zero_counts_and_reproduces(train_config, tmp_path):
