@@ -13,6 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser.results import SCALARS
 
+# torch.set_float32_matmul_precision's values; null keeps torch's own ("highest").
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+MATMUL_CHOICES = "choose highest, high or medium (or null)"
+
 
 class ConfigError(ValueError):
     """A config value or a path that cannot work; the message is one line and names the key."""
@@ -66,11 +70,7 @@ def problems(cfg: DictConfig) -> list[str]:
     positive("data.sample_rate", integer=True)
     positive("data.feature_workers", integer=True, allow_none=True)
     positive("num_threads", integer=True, allow_none=True)
-    need(
-        "matmul_precision",
-        _get(cfg, "matmul_precision") in (None, "highest", "high", "medium"),
-        "choose highest, high or medium (or null)",
-    )
+    need("matmul_precision", _get(cfg, "matmul_precision") in (None, *MATMUL_PRECISIONS), MATMUL_CHOICES)
     need("data.on_error", _get(cfg, "data.on_error") in (None, "raise", "skip"), "choose raise or skip")
     need(
         "data.normalization",

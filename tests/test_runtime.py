@@ -41,7 +41,7 @@ def test_matmul_precision_is_applied_and_null_keeps_torchs() -> None:
         assert configure_matmul_precision(OmegaConf.create({"matmul_precision": None})) == "highest"
         assert configure_matmul_precision(OmegaConf.create({"matmul_precision": "high"})) == "high"
         assert torch.get_float32_matmul_precision() == "high"
-        with pytest.raises(ValueError, match="matmul_precision='tf32': choose highest, high, medium"):
+        with pytest.raises(ValueError, match=r"matmul_precision='tf32': choose highest, high or medium \(or null\)"):
             configure_matmul_precision(OmegaConf.create({"matmul_precision": "tf32"}))
     finally:
         torch.set_float32_matmul_precision(before)
