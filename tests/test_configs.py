@@ -145,6 +145,7 @@ ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "global_norm": "data",
     "egemaps": "features",
     "epochs20": "trainer",
+    "epochs40": "trainer",
     "stride8": "model",
     "stride8_narrow": "model",
 }
