@@ -137,17 +137,17 @@ def test_strongest_names_each_tensorboard_run_by_what_the_job_changed(train_conf
 
 
 ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
-    "ema": "callbacks",
-    "no_mixup": "augment",
-    "speed": "augment",
-    "no_specaugment": "augment",
-    "utterance_norm": "data",
-    "global_norm": "data",
-    "egemaps": "features",
-    "epochs20": "trainer",
-    "epochs40": "trainer",
-    "stride8": "model",
-    "stride8_narrow": "model",
+    "ema": {"callbacks"},
+    "no_mixup": {"augment"},
+    "speed": {"augment"},
+    "no_specaugment": {"augment"},
+    "utterance_norm": {"data"},
+    "global_norm": {"data"},
+    "egemaps": {"features", "augment"},  # the masks' width follows the feature size (next test)
+    "epochs20": {"trainer"},
+    "epochs40": {"trainer"},
+    "stride8": {"model"},
+    "stride8_narrow": {"model"},
 }
 
 
@@ -161,8 +161,20 @@ def test_each_ablation_changes_one_part_of_the_strongest_recipe(tmp_path, shared
         return {k: v for k, v in plain.items() if k not in ("hydra", "logger")}
 
     base, changed = parts("none"), parts(option)
-    assert [k for k in base if base[k] != changed[k]] == [ABLATION_CHANGES[option]]
+    assert {k for k in base if base[k] != changed[k]} == ABLATION_CHANGES[option]
     assert base["model"]["_target_"].endswith("CRNN")  # still the strongest recipe otherwise
+
+
+def test_egemaps_ablation_masks_the_same_share_of_channels(tmp_path, shared_cache):
+    def masks(ablation: str) -> tuple[dict, float]:
+        cfg = compose_config("train", ["experiment=strongest", f"ablation={ablation}"], tmp_path, shared_cache)
+        spec = OmegaConf.to_container(cfg.augment.spec_augment)
+        return spec, spec["freq_width"] / instantiate(cfg.features).out_dim
+
+    (base, base_share), (egemaps, egemaps_share) = masks("none"), masks("egemaps")
+    assert egemaps_share == pytest.approx(base_share, rel=0.25)
+    del base["freq_width"], egemaps["freq_width"]
+    assert egemaps == base
 
 
 def test_debug_fast_limits_batches(train_config):
