@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -71,6 +71,29 @@ class CompareError(Exception):
         self.jobs = list(jobs)
 
 
+def parse_exclusions(items: Sequence[str]) -> dict[str, set[str]]:
+    """``["ablation=stride8,stride8_narrow", "split.fold=4"]`` -> {key: values}; CompareError on a bad item."""
+    excluded: dict[str, set[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise CompareError(f"--exclude {item!r}: write KEY=VALUE[,VALUE...], e.g. --exclude ablation=stride8")
+        excluded.setdefault(key.strip(), set()).update(v.strip() for v in values.split(",") if v.strip())
+    return excluded
+
+
+def exclude_jobs(jobs: Sequence[Job], excluded: Mapping[str, set[str]]) -> list[Job]:
+    """The jobs whose value of no excluded key is one of its excluded values; CompareError for a value no job has."""
+    for key, values in excluded.items():
+        found = {str(j.params[key]) for j in jobs if key in j.params}
+        if values - found:
+            have = ", ".join(sorted(found)) or "none: no job set it"
+            raise CompareError(
+                f"--exclude {key}={','.join(sorted(values - found))}: no job ran that (values of {key}: {have})"
+            )
+    return [j for j in jobs if not any(str(j.params.get(k)) in v for k, v in excluded.items() if k in j.params)]
+
+
 def compare(
     sweep_dir: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
@@ -79,11 +102,13 @@ def compare(
     group_by: Sequence[str] | None = None,
     pair_by: Sequence[str] | None = None,
     plots: bool = True,
+    exclude: Mapping[str, set[str]] | None = None,
 ) -> Comparison:
     """Load, analyze and write the report of one sweep, or of several as one; CompareError when no job completed.
 
     Several sweeps (e.g. one per architecture, over the same folds) are compared as one set of runs;
-    the report then needs ``out``.
+    the report then needs ``out``. ``exclude`` leaves out the runs with those values (``{"ablation": {"stride8"}}``),
+    e.g. the other arms of an ablation sweep whose baseline runs a loss comparison reuses.
     """
     dirs = [Path(sweep_dir)] if isinstance(sweep_dir, (str, Path)) else [Path(d) for d in sweep_dir]
     if not dirs:
@@ -94,6 +119,8 @@ def compare(
     if len(dirs) > 1 and out is None:
         raise CompareError(f"{len(dirs)} sweeps compared as one: say where the report goes with --out DIR")
     jobs = load_sweeps(dirs)
+    if exclude:
+        jobs = exclude_jobs(jobs, exclude)
     where = ", ".join(map(str, dirs))
     if not any(j.status == "ok" for j in jobs):
         found = f"{len(jobs)} job(s), none completed" if jobs else "no numbered job folders"
@@ -159,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               python -m ser.compare --latest loss_comparison          # what `make compare` runs
               python -m ser.compare outputs/multirun/<time>/ --metric macro_f1 --no-plots
               python -m ser.compare outputs/multirun/<time>/ --group-by model --pair-by seed,split.fold
-              python -m ser.compare outputs/multirun/<lstm>/ outputs/multirun/<crnn>/ --out docs/results/<name>"""
+              python -m ser.compare outputs/multirun/<lstm>/ outputs/multirun/<crnn>/ --out docs/results/<name>
+              python -m ser.compare <sweep> <other sweep> --exclude ablation=stride8,stride8_narrow --out <dir>"""
         ),
     )
     parser.add_argument(
@@ -188,6 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pair-by", default=None, help=f"comma-separated repetition keys (default: {','.join(PAIRING_KEYS)})"
     )
+    parser.add_argument(
+        "--exclude",
+        metavar="KEY=VALUE[,VALUE]",
+        action="append",
+        default=[],
+        help="leave out the runs with these values (repeatable), e.g. --exclude ablation=stride8,stride8_narrow",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
     args = parser.parse_args(argv)
     if bool(args.sweep_dir) == (args.latest is not None):
@@ -203,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _keys(args.group_by),
             _keys(args.pair_by),
             plots=not args.no_plots,
+            exclude=parse_exclusions(args.exclude),
         )
     except CompareError as exc:
         print(f"ser.compare: {exc}", file=sys.stderr)

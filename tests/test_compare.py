@@ -594,3 +594,39 @@ def test_several_sweeps_compared_per_architecture(tmp_path: Path, capsys: pytest
     assert C.main([str(lstm), str(crnn), "--out", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out
     assert "binary − categorical (model=crnn) UAR: -0.0400" in printed
+
+
+def test_exclude_leaves_out_the_other_arms_of_a_reused_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A loss comparison that reuses an ablation sweep's baseline: --exclude drops that sweep's other arms."""
+    lstm = _arch_sweep(tmp_path / "lstm", "loss_comparison", {"lstm": 0.45}, with_seed=True)
+    ablations = tmp_path / "ablations"
+    for num, (fold, arm) in enumerate((f, a) for f in range(3) for a in ("none", "stride8")):
+        overrides = ["experiment=strongest", "split=kfold", f"split.fold={fold}", f"ablation={arm}"]
+        uar = 0.60 + 0.01 * fold - (0.01 if arm == "stride8" else 0.0)
+        write_job(ablations, num, overrides, metrics=_metrics(uar, 0.94, "categorical", 0, split="kfold", fold=fold))
+    binary = tmp_path / "binary"
+    for fold in range(3):
+        overrides = ["experiment=strongest", "split=kfold", f"split.fold={fold}", "ablation=none", "loss=binary"]
+        uar = 0.58 + 0.01 * fold
+        write_job(binary, fold, overrides, "binary", _metrics(uar, 0.93, "binary", 0, split="kfold", fold=fold))
+    sweeps = [lstm, ablations, binary]
+
+    everything = C.compare(sweeps, tmp_path / "all", plots=False)
+    assert {str(j.params.get("ablation")) for j in everything.done} == {"None", "none", "stride8"}
+    # The arm run with one loss only has no pair: its section says so, the pooled verdict does not list it.
+    assert "n=0" not in C.verdict(everything) and "ablation=stride8: binary" not in C.verdict(everything)
+
+    kept = C.compare(sweeps, tmp_path / "kept", plots=False, exclude=C.parse_exclusions(["ablation=stride8"]))
+    assert len(kept.done) == len(everything.done) - 3
+    assert "stride8" not in (tmp_path / "kept" / "comparison.md").read_text()
+    (crnn,) = kept.paired_result("uar", "experiment=strongest")  # ablation now follows the experiment
+    assert crnn.n == 3 and crnn.diff.mean == pytest.approx(-0.02)
+
+    with pytest.raises(
+        C.CompareError, match=r"--exclude ablation=strid8: no job ran that \(values of ablation: none, stride8\)"
+    ):
+        C.compare(sweeps, tmp_path / "typo", plots=False, exclude=C.parse_exclusions(["ablation=strid8"]))
+    assert C.main([*map(str, sweeps), "--out", str(tmp_path / "cli"), "--no-plots", "--exclude", "ablation"]) == 1
+    assert "--exclude 'ablation': write KEY=VALUE" in capsys.readouterr().err

@@ -154,5 +154,6 @@ def _strata_sentences(comp: Comparison) -> list[str]:
     parts = []
     for stratum in strata:
         for r in comp.paired_result(comp.metric, stratum):
-            parts.append(f"{stratum}: {r.b} − {r.a} = {r.diff.mean:+.3f} (n={r.n}, t {p_is(r.t_p)})")
+            if r.n:  # a setting run with one side only has nothing to pair; its section says so
+                parts.append(f"{stratum}: {r.b} − {r.a} = {r.diff.mean:+.3f} (n={r.n}, t {p_is(r.t_p)})")
     return [f"Within each setting: {'; '.join(parts)}."] if parts else []
