@@ -235,3 +235,25 @@ def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
         ["model=lstm_last", "split.fold=0", "loss=binary"],
         ["model=lstm_last", "split.fold=1", "loss=categorical"],
     ]
+
+
+def test_strongest_ensemble_trains_both_feature_views_fold_by_fold(train_config):
+    """Fold outermost, view innermost: a stopped sweep leaves each finished fold with both of its models."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = train_config("experiment=strongest_ensemble")
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.split.strategy == "kfold"
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+    jobs = [job for batch in batches for job in batch]
+    assert len(jobs) == 10
+    assert jobs[:3] == [
+        ["split.fold=0", "ablation=none"],
+        ["split.fold=0", "ablation=egemaps"],
+        ["split.fold=1", "ablation=none"],
+    ]
+    for view, extractor in (("none", "LogMel"), ("egemaps", "EGeMAPS")):
+        job = train_config("experiment=strongest_ensemble", f"ablation={view}")
+        plain = train_config("experiment=strongest", "split=kfold", f"ablation={view}")
+        assert job.features._target_.endswith(extractor) and job.model == plain.model and job.augment == plain.augment
