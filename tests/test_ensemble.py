@@ -14,6 +14,7 @@ from ser.inference.ensemble import EnsemblePredictor, load_predictor
 from ser.inference.predictor import Predictor
 from ser.models.checkpoint import CheckpointError, rebuild
 from ser.models.ensemble import (
+    BEST,
     average,
     check_members,
     held_out_members,
@@ -47,6 +48,17 @@ def test_a_sweep_folder_gives_every_jobs_best_checkpoint_in_job_order(ckpts, tmp
         ckpts[1],
         sweep / "0" / "checkpoints" / "best.ckpt",
     ]
+
+
+def test_a_folder_of_links_to_job_folders_is_a_sweep_folder(ckpts, tmp_path):
+    """An ensemble assembled from the jobs of two sweeps as links; a link back up the tree does not loop."""
+    first, second = _sweep(tmp_path / "logmel", ckpts[0], ["0"]), _sweep(tmp_path / "egemaps", ckpts[1], ["0"])
+    links = tmp_path / "pair"
+    links.mkdir()
+    (links / "0").symlink_to(first / "0", target_is_directory=True)
+    (links / "1").symlink_to(second / "0", target_is_directory=True)
+    (links / "1" / "loop").symlink_to(links, target_is_directory=True)
+    assert resolve_checkpoints(links) == [links / "0" / BEST, links / "1" / BEST]
 
 
 def test_missing_and_empty_inputs_are_one_line_errors(tmp_path):

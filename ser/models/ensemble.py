@@ -12,6 +12,7 @@ validated it; :func:`held_out_members` tells, for each speaker, which members ne
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,11 +29,26 @@ def _job_order(path: Path) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.as_posix()))
 
 
+def _best_checkpoints_below(folder: Path) -> Iterable[Path]:
+    """Every ``checkpoints/best.ckpt`` below ``folder``, through symbolic links to job folders too (a hand-made
+    ensemble folder of links to the jobs of several sweeps), each real folder once, so a link loop ends."""
+    seen: set[str] = set()
+    for root, dirs, _ in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        candidate = Path(root) / BEST
+        if candidate.is_file():
+            yield candidate
+
+
 def checkpoints_in(folder: Path) -> list[Path]:
     """``folder/checkpoints/best.ckpt`` of a run folder, or every job's of a sweep folder (numeric job order)."""
     if (folder / BEST).is_file():
         return [folder / BEST]
-    found = sorted((p for p in folder.rglob(BEST.as_posix()) if p.is_file()), key=_job_order)
+    found = sorted(_best_checkpoints_below(folder), key=_job_order)
     if not found:
         raise CheckpointError(
             f"{folder}: no {BEST.as_posix()} in this folder or in any job folder below it "
