@@ -91,7 +91,7 @@ def exclude_jobs(jobs: Sequence[Job], excluded: Mapping[str, set[str]]) -> list[
             raise CompareError(
                 f"--exclude {key}={','.join(sorted(values - found))}: no job ran that (values of {key}: {have})"
             )
-    return [j for j in jobs if not any(str(j.params.get(k)) in v for k, v in excluded.items() if k in j.params)]
+    return [j for j in jobs if not any(k in j.params and str(j.params[k]) in v for k, v in excluded.items())]
 
 
 def compare(

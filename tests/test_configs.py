@@ -216,19 +216,21 @@ def test_every_command_reports_a_typo_in_one_line(command: str) -> None:
     assert res.stderr.strip() == f"ser.{command}: no config key `fooo`; to add a new key on purpose use +fooo=1"
 
 
-def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
-    """Model outermost, loss innermost: the two losses of a fold run side by side, so a stopped sweep leaves pairs."""
+def sweep_jobs(cfg) -> list[list[str]]:
+    """The override list of each job a preset's hydra.sweeper.params launches, in Hydra's basic sweeper order."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+    return [job for batch in batches for job in batch]
+
+
+def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
+    """Model outermost, loss innermost: the two losses of a fold run side by side, so a stopped sweep leaves pairs."""
     cfg = train_config("experiment=loss_by_architecture")
     assert cfg.split.strategy == "kfold" and cfg.trainer.min_epochs == 20  # (max_epochs is the tests' fast 3)
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    jobs = [
-        j
-        for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
-        for j in batch
-    ]
+    jobs = sweep_jobs(cfg)
     assert len(jobs) == 20
     assert jobs[:3] == [
         ["model=lstm_last", "split.fold=0", "loss=categorical"],
@@ -239,14 +241,9 @@ def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
 
 def test_strongest_ensemble_trains_both_feature_views_fold_by_fold(train_config):
     """Fold outermost, view innermost: a stopped sweep leaves each finished fold with both of its models."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     cfg = train_config("experiment=strongest_ensemble")
     assert cfg.hydra.mode.name == "MULTIRUN" and cfg.split.strategy == "kfold"
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
-    jobs = [job for batch in batches for job in batch]
+    jobs = sweep_jobs(cfg)
     assert len(jobs) == 10
     assert jobs[:3] == [
         ["split.fold=0", "ablation=none"],
