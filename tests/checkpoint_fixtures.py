@@ -24,15 +24,21 @@ LSTM = {"_target_": "ser.models.lstm.LSTMClassifier", "hidden_size": 8, "dense_s
 CRNN = {"_target_": "ser.models.crnn.CRNN", "channels": 8, "hidden_size": 8, "dense_size": 8, "dropout": 0.0}
 
 
-def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0, model: dict | None = None) -> Path:
-    """A small SERModule fitted for one epoch on random features and saved by the Trainer."""
+def build_checkpoint(
+    path: Path, loss: str = "categorical", seed: int = 0, model: dict | None = None, features: dict | None = None
+) -> Path:
+    """A small SERModule fitted for one epoch on random features and saved by the Trainer (16 log-mels unless
+    ``features`` names another extractor config)."""
     import lightning as L
+    from hydra.utils import instantiate
     from torch.utils.data import DataLoader
 
     from ser.data.batching import collate
     from ser.models.module import SERModule
 
     torch.manual_seed(seed)
+    features = features or {"_target_": "ser.features.LogMel", "sample_rate": SR, "n_mels": N_MELS}
+    dim = int(instantiate(features).out_dim)
     loss_cfg = {
         "_target_": "ser.models.losses.CategoricalLoss" if loss == "categorical" else "ser.models.losses.BinaryLoss"
     }
@@ -40,14 +46,14 @@ def build_checkpoint(path: Path, loss: str = "categorical", seed: int = 0, model
         model=model or LSTM,
         loss=loss_cfg,
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5},
-        input_dim=N_MELS,
-        features={"_target_": "ser.features.LogMel", "sample_rate": SR, "n_mels": N_MELS},
+        input_dim=dim,
+        features=features,
         sample_rate=SR,
         classes=list(CLASSES),
     )
     # Statistics of the size log-mel dB features have, so normalization matters to the outputs.
-    module.net.normalizer.set_stats(-40.0 + 5 * torch.randn(N_MELS), 8.0 + torch.rand(N_MELS))
-    items = [(torch.randn(20 + 3 * i, N_MELS) * 10 - 40, i % 12, 0) for i in range(8)]
+    module.net.normalizer.set_stats(-40.0 + 5 * torch.randn(dim), 8.0 + torch.rand(dim))
+    items = [(torch.randn(20 + 3 * i, dim) * 10 - 40, i % 12, 0) for i in range(8)]
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",

@@ -67,8 +67,9 @@ def test_feature_options_instantiate(train_config, features):
     cfg = train_config(f"features={features}")
     extractor = instantiate(cfg.features)
     feats, frames = extractor(torch.randn(2, 16000), torch.tensor([16000, 8000]))
-    # eGeMAPS frames a clip without padding at its ends (ser/features/egemaps.py): 4 frames fewer.
-    expected = [96, 46] if features == "egemaps" else [101, 51]
+    # eGeMAPS frames a clip without padding at its ends (ser/features/egemaps.py): 4 frames fewer, and
+    # stacked with the log-mels it sets the frame count.
+    expected = [96, 46] if "egemaps" in features else [101, 51]
     assert feats.shape[-1] == extractor.out_dim and frames.tolist() == expected
 
 
@@ -144,6 +145,7 @@ ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "utterance_norm": {"data"},
     "global_norm": {"data"},
     "egemaps": {"features", "augment"},  # the masks' width follows the feature size (next test)
+    "logmel_egemaps": {"features", "augment"},
     "epochs20": {"trainer"},
     "epochs40": {"trainer"},
     "stride8": {"model"},
@@ -165,16 +167,17 @@ def test_each_ablation_changes_one_part_of_the_strongest_recipe(tmp_path, shared
     assert base["model"]["_target_"].endswith("CRNN")  # still the strongest recipe otherwise
 
 
-def test_egemaps_ablation_masks_the_same_share_of_channels(tmp_path, shared_cache):
+@pytest.mark.parametrize("view", ["egemaps", "logmel_egemaps"])
+def test_feature_ablations_mask_the_same_share_of_channels(tmp_path, shared_cache, view):
     def masks(ablation: str) -> tuple[dict, float]:
         cfg = compose_config("train", ["experiment=strongest", f"ablation={ablation}"], tmp_path, shared_cache)
         spec = OmegaConf.to_container(cfg.augment.spec_augment)
         return spec, spec["freq_width"] / instantiate(cfg.features).out_dim
 
-    (base, base_share), (egemaps, egemaps_share) = masks("none"), masks("egemaps")
-    assert egemaps_share == pytest.approx(base_share, rel=0.25)
-    del base["freq_width"], egemaps["freq_width"]
-    assert egemaps == base
+    (base, base_share), (changed, changed_share) = masks("none"), masks(view)
+    assert changed_share == pytest.approx(base_share, rel=0.25)
+    del base["freq_width"], changed["freq_width"]
+    assert changed == base
 
 
 def test_debug_fast_limits_batches(train_config):

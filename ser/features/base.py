@@ -19,7 +19,8 @@ class FeatureExtractor(nn.Module, ABC):
     - ``hop_length``: samples between frames (clip seconds = frames * hop_length / sample_rate);
     - ``out_dim``: the feature size per frame (the network's ``input_dim``);
     - ``min_samples``: the shortest clip it can frame (shorter clips are refused, not padded);
-    - ``num_frames(num_samples)``: frames of a clip of that many samples.
+    - ``num_frames(num_samples)``: frames of a clip of that many samples;
+    - ``first_frame_centre``: where frame 0 sits (0, the clip's first sample, unless overridden).
 
     Batches are zero padded past each clip's ``lengths``; padding never changes a clip's features, and
     frames past a clip's ``frame_lengths`` come out as zeros. ``lengths=None`` means every clip fills
@@ -45,6 +46,12 @@ class FeatureExtractor(nn.Module, ABC):
     @abstractmethod
     def min_samples(self) -> int:
         """Shortest clip (in samples) that can be framed."""
+
+    @property
+    def first_frame_centre(self) -> int:
+        """Sample that frame 0 is centred on (frame t: t * hop_length later); 0 for centred framing. Lets
+        front ends whose grids start at different places be stacked frame by frame (ser.features.stacked)."""
+        return 0
 
     @property
     def context_samples(self) -> int | None:

@@ -79,6 +79,11 @@ class EGeMAPS(FeatureExtractor):
         """60 ms, the F0 window: openSMILE gives no frame for a shorter clip."""
         return 6 * self.hop_length
 
+    @property
+    def first_frame_centre(self) -> int:
+        """openSMILE reports frame t as the window [t * 10 ms, t * 10 ms + 20 ms]: centred 10 ms in."""
+        return self.hop_length
+
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames of a ``num_samples``-sample clip: ``num_samples // hop - 4`` (0 below ``min_samples``)."""
         frames = num_samples // self.hop_length - 4
