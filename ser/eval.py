@@ -289,11 +289,18 @@ def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wa
     return record
 
 
+def _features_name(features: Mapping[str, Any]) -> str:
+    """``LogMel``, or ``Stacked(logmel+egemaps)`` for views side by side."""
+    name = str(features.get("_target_", "")).rsplit(".", 1)[-1]
+    views = features.get("views")
+    return f"{name}({'+'.join(views)})" if isinstance(views, Mapping) else name
+
+
 def _member_summary(m: RebuiltModel) -> dict[str, Any]:
     record = m.data if isinstance(m.data, Mapping) else {}
     return {
         "checkpoint": m.source,
-        "features": str(m.config["features"].get("_target_", "")).rsplit(".", 1)[-1],
+        "features": _features_name(m.config["features"]),
         "normalization": m.normalization,
         "model": str(m.config["model"].get("_target_", "")).rsplit(".", 1)[-1],
         **{k: record.get(k) for k in ("corpora", "split", "seed", "fold")},

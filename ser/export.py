@@ -85,12 +85,13 @@ def metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
 def example_inputs(
     predictor: Predictor, seconds: Sequence[float] = (1.3, 0.4, 0.9), seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of synthetic clips (tone + noise) of the given lengths as a padded batch."""
+    """Features of synthetic clips (tone + noise) of the given lengths as a padded batch; a clip shorter
+    than the extractor can frame (eGeMAPS needs 60 ms) is lengthened to its ``min_samples``."""
     rng = np.random.default_rng(seed)
     sr = predictor.sample_rate
     waves = []
     for length in seconds:
-        t = np.arange(int(length * sr)) / sr
+        t = np.arange(max(int(length * sr), predictor.min_samples)) / sr
         tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
         waves.append((tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
     lengths = torch.tensor([w.size for w in waves])

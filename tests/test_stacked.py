@@ -10,8 +10,10 @@ import torch
 
 pytest.importorskip("opensmile")
 
-from checkpoint_fixtures import SR, build_checkpoint, speechlike
+from checkpoint_fixtures import CRNN, SR, build_checkpoint, speechlike
 
+from ser.data.cache import cache_key, feature_identity
+from ser.export import ExportedModel, export
 from ser.features import MFCC, FeatureExtractor, LogMel
 from ser.features.egemaps import EGeMAPS
 from ser.features.stacked import Stacked
@@ -71,17 +73,36 @@ def test_views_that_cannot_line_up_are_refused() -> None:
         Stacked({"logmel": LogMel(SR), "egemaps": EGeMAPS(SR)})(torch.zeros(1, 500))
 
 
+STACKED = {
+    "_target_": "ser.features.stacked.Stacked",
+    "views": {
+        "logmel": {"_target_": "ser.features.LogMel", "sample_rate": SR, "n_mels": 16},
+        "egemaps": {"_target_": "ser.features.egemaps.EGeMAPS", "sample_rate": SR},
+    },
+}
+
+
 def test_a_checkpoint_on_stacked_features_predicts(tmp_path: Path) -> None:
-    features = {
-        "_target_": "ser.features.stacked.Stacked",
-        "views": {
-            "logmel": {"_target_": "ser.features.LogMel", "sample_rate": SR, "n_mels": 16},
-            "egemaps": {"_target_": "ser.features.egemaps.EGeMAPS", "sample_rate": SR},
-        },
-    }
-    predictor = Predictor.from_checkpoint(build_checkpoint(tmp_path / "best.ckpt", features=features))
+    predictor = Predictor.from_checkpoint(build_checkpoint(tmp_path / "best.ckpt", features=STACKED))
     assert predictor.extractor.out_dim == 16 + 25
     waves = [speechlike(1.5), speechlike(0.8, seed=1)]
     together = predictor.predict_waves(waves)
     assert together.shape == (2, 12) and np.allclose(together.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(predictor.predict_waves(waves[1:]), together[1:], atol=1e-6)
+
+
+def test_the_views_order_names_the_cache_entry() -> None:
+    logmel, egemaps = STACKED["views"]["logmel"], STACKED["views"]["egemaps"]
+    first = {**STACKED, "views": {"logmel": logmel, "egemaps": egemaps}}
+    swapped = {**STACKED, "views": {"egemaps": egemaps, "logmel": logmel}}
+    # Same views, channels in another order: another cache entry (a sorted-key hash alone would share one).
+    assert cache_key([], feature_identity(SR, first)) != cache_key([], feature_identity(SR, swapped))
+    assert cache_key([], feature_identity(SR, first)) == cache_key([], feature_identity(SR, dict(first)))
+    # Plain extractors keep the key they had before views existed.
+    assert feature_identity(SR, logmel) == {"sample_rate": SR, "features": logmel}
+
+
+def test_export_of_a_stacked_checkpoint(tmp_path: Path) -> None:
+    ckpt = build_checkpoint(tmp_path / "best.ckpt", model=CRNN, features=STACKED)
+    path = export(ckpt, "torchscript", tmp_path / "model.pt", check=True)  # its example clips are 50-100 ms
+    assert ExportedModel(path).metadata["features"]["views"]["egemaps"]["_target_"].endswith("EGeMAPS")

@@ -155,6 +155,16 @@ def file_identity(path: str) -> tuple[str, int, int]:
     return os.path.abspath(path), st.st_size, st.st_mtime_ns
 
 
+def feature_identity(sample_rate: int, features: Mapping) -> dict:
+    """What names a feature config in the cache key. The key hashes with sorted keys, which would lose the
+    order of stacked views (ser.features.stacked: their order is the channels' order), so it is added."""
+    identity = {"sample_rate": sample_rate, "features": dict(features)}
+    views = features.get("views")
+    if isinstance(views, Mapping):
+        identity["view_order"] = list(views)
+    return identity
+
+
 def cache_key(clips: Sequence[Clip], config: Mapping) -> str:
     """Hash of the audio/feature config and every file's (path, size, mtime)."""
     h = hashlib.sha256()

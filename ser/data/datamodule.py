@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from ser.data.batching import BucketBatchSampler, FeatureDataset, LengthLimits, collate
-from ser.data.cache import CacheSettings, FeatureCache, FeatureSet
+from ser.data.cache import CacheSettings, FeatureCache, FeatureSet, feature_identity
 from ser.data.corpora import CorpusSet
 from ser.data.corpus import Clip, CorpusIndex
 from ser.data.normalization import check_normalization, moments
@@ -136,7 +136,7 @@ class SERDataModule(L.LightningDataModule):
 
     def feature_config(self) -> dict:
         """What names the features in the cache key."""
-        return {"sample_rate": self.sample_rate, "features": dict(self.cache.features)}
+        return feature_identity(self.sample_rate, self.cache.features)
 
     def feature_cache(self, speed: float = 1.0) -> FeatureCache:
         """The cache of the clips' features, played ``speed`` times as fast (1: as recorded)."""

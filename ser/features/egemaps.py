@@ -81,7 +81,11 @@ class EGeMAPS(FeatureExtractor):
 
     @property
     def first_frame_centre(self) -> int:
-        """openSMILE reports frame t as the window [t * 10 ms, t * 10 ms + 20 ms]: centred 10 ms in."""
+        """openSMILE reports frame t as the window [t * 10 ms, t * 10 ms + 20 ms]: centred 10 ms in.
+
+        That is the frame of the loudness, spectral, MFCC and formant descriptors. The F0 branch (F0,
+        jitter, shimmer, HNR, H1-H2, H1-A3) reads 60 ms windows starting at the same t * 10 ms, centred
+        30 ms in: 2 frames later, a shift well under a syllable, left as openSMILE gives it."""
         return self.hop_length
 
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:

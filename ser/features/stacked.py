@@ -18,8 +18,9 @@ class Stacked(FeatureExtractor):
     The views must share the sample rate and the hop. Their frame grids may start at different places
     (``first_frame_centre``: the log-mels' frame 0 is centred on sample 0, openSMILE's on its 10th ms), so
     each view's leading frames before the latest-starting view's frame 0 are dropped, and a clip has as many
-    frames as its shortest view has left: frame t of every view describes the same 10 ms. Each view pads
-    nothing into a clip, so padding never changes a clip's stacked features either.
+    frames as its shortest view has left: frame t of every view is centred on the same sample (to within
+    what a view declares; eGeMAPS' F0 descriptors sit 20 ms later, see ``EGeMAPS.first_frame_centre``).
+    Each view pads nothing into a clip, so padding never changes a clip's stacked features either.
 
     ``views`` maps a name to an extractor (Hydra builds them from ``features/<view>`` configs); the order
     of the mapping is the order of the channels.
@@ -34,7 +35,8 @@ class Stacked(FeatureExtractor):
             if (view.sample_rate, view.hop_length) != (first.sample_rate, first.hop_length):
                 raise ValueError(
                     f"features.views.{name}: {view.sample_rate} Hz, hop {view.hop_length}; every view needs "
-                    f"{first.sample_rate} Hz and hop {first.hop_length} so that frames line up"
+                    f"{first.sample_rate} Hz and hop {first.hop_length} so that frames line up (set each view's "
+                    f"sample_rate and hop_length alike, e.g. features.views.{name}.hop_length)"
                 )
         super().__init__(first.sample_rate, first.hop_length)
         self.views = nn.ModuleDict(extractors)
