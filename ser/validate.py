@@ -99,6 +99,8 @@ def problems(cfg: DictConfig) -> list[str]:
     for key, v in _walk(plain.get("augment") or {}, "augment"):
         if key.rsplit(".", 1)[-1] == "p":
             need(key, _is_number(v) and 0 <= v <= 1, "a probability must be in [0, 1]")
+        elif key.rsplit(".", 1)[-1] == "max_frames":
+            need(key, _is_int(v) and v > 0, "must be a positive number of frames")
     if isinstance(plain.get("augment"), Mapping) and plain["augment"].get("speed"):
         from ser.data.speed import SpeedPerturbation
 

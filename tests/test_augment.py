@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ser.features.augment import MixedBatch, Mixup, SpecAugment, mixup, mixup_targets, spec_augment
+from ser.features.augment import (
+    MixedBatch,
+    Mixup,
+    RandomCrop,
+    SpecAugment,
+    mixup,
+    mixup_targets,
+    random_crop,
+    spec_augment,
+)
 
 
 def _batch(lengths: list[int], dims: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,3 +151,43 @@ def test_mixup_module_p_and_eval() -> None:
     mix = Mixup(alpha=0.4, p=1.0).eval()
     out = mix(feats, lengths, labels, _gen(0))
     assert out.lam == 1.0 and out.features is feats
+
+
+def test_crop_keeps_one_window_of_each_clips_own_frames() -> None:
+    feats, lengths = _batch([50, 13, 80, 30], dims=4)
+    frame_id = torch.arange(feats.shape[1]).float().view(1, -1, 1) + 1  # 1-based, so padding (0) stands out
+    feats = (frame_id + 1000 * torch.arange(4).view(-1, 1, 1)) * (feats != 0)
+    out, kept = random_crop(feats, lengths, 30, generator=_gen(3))
+    assert kept.tolist() == [30, 13, 30, 30] and out.shape == (4, 30, 4)
+    for b, n in enumerate(kept.tolist()):
+        window = out[b, :n, 0] - 1000 * b
+        assert window[0] >= 1 and window[-1] <= lengths[b]  # inside the clip's own frames
+        assert torch.equal(window, window[0] + torch.arange(n).float())  # consecutive
+        assert (out[b, n:] == 0).all()  # zero padded past the window
+    assert torch.equal(out[1, :13], feats[1, :13])  # a short clip is kept whole
+
+
+def test_crop_starts_vary_are_seeded_and_a_fitting_batch_is_untouched() -> None:
+    feats, lengths = _batch([200] * 64, dims=2)
+    a, _ = random_crop(feats, lengths, 50, generator=_gen(4))
+    b, _ = random_crop(feats, lengths, 50, generator=_gen(4))
+    c, _ = random_crop(feats, lengths, 50, generator=_gen(5))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    starts = {int((feats[i, :, 0] == a[i, 0, 0]).nonzero()[0]) for i in range(64)}
+    assert len(starts) > 20 and min(starts) >= 0 and max(starts) <= 150
+    short, short_len = _batch([20, 9])
+    out, kept = random_crop(short, short_len, 20)
+    assert out is short and kept is short_len
+
+
+def test_crop_module_acts_in_training_only_and_rejects_bad_sizes() -> None:
+    feats, lengths = _batch([90, 40])
+    crop = RandomCrop(32)
+    assert crop(feats, lengths, _gen(0))[0].shape[1] == 32
+    crop.eval()
+    out, kept = crop(feats, lengths)
+    assert out is feats and kept is lengths
+    with pytest.raises(ValueError, match="max_frames=0"):
+        RandomCrop(0)
+    with pytest.raises(ValueError, match="max_frames=-3"):
+        random_crop(feats, lengths, -3)

@@ -141,6 +141,7 @@ ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "ema": {"callbacks"},
     "no_mixup": {"augment"},
     "speed": {"augment"},
+    "crop150": {"augment"},
     "no_specaugment": {"augment"},
     "utterance_norm": {"data"},
     "global_norm": {"data"},

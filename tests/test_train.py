@@ -262,11 +262,11 @@ def test_help_says_what_the_command_does(cli_env):
         assert needle in res.stdout, needle
 
 
-@pytest.mark.parametrize("augment", ["specaugment", "mixup", "specaugment_mixup"])
+@pytest.mark.parametrize("augment", ["specaugment", "mixup", "specaugment_mixup", "none +augment.crop.max_frames=20"])
 def test_augmented_training_repeats_under_its_seed(train_config, tmp_path, augment):
     """Augmentation acts on train batches only and draws from a seeded generator: same seed, same run."""
-    a = run(train_config(f"augment={augment}", "trainer.max_epochs=1", out=tmp_path / "a"))
-    b = run(train_config(f"augment={augment}", "trainer.max_epochs=1", out=tmp_path / "b"))
+    a = run(train_config(*f"augment={augment}".split(), "trainer.max_epochs=1", out=tmp_path / "a"))
+    b = run(train_config(*f"augment={augment}".split(), "trainer.max_epochs=1", out=tmp_path / "b"))
     plain = run(train_config("trainer.max_epochs=1", out=tmp_path / "c"))
     assert a["confusion"] == b["confusion"] and a["best_val"] == b["best_val"]
     assert a["best_val"] != plain["best_val"]  # the train batches did change

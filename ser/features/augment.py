@@ -1,4 +1,5 @@
-"""Train-batch augmentation of cached features: SpecAugment masks and mixup, reproducible under a generator."""
+"""Train-batch augmentation of cached features: random crops, SpecAugment masks and mixup, reproducible under a
+generator."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MixedBatch", "Mixup", "SpecAugment", "mixup", "mixup_targets", "spec_augment"]
+__all__ = ["MixedBatch", "Mixup", "RandomCrop", "SpecAugment", "mixup", "mixup_targets", "random_crop", "spec_augment"]
 
 
 def _valid(lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -29,6 +30,54 @@ def _cover(spans: torch.Tensor, positions: int) -> torch.Tensor:
     pos = torch.arange(positions).view(1, 1, -1)
     start, width = spans[..., 0:1], spans[..., 1:2]
     return ((pos >= start) & (pos < start + width)).any(dim=1)
+
+
+def random_crop(
+    features: torch.Tensor, lengths: torch.Tensor, max_frames: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One window of at most ``max_frames`` of each clip of a zero-padded batch [B, T, F], at a random start.
+
+    A clip longer than ``max_frames`` keeps ``max_frames`` consecutive frames of its own, starting
+    uniformly in 0..length - max_frames; a shorter clip is kept whole. Returns the cropped batch, zero
+    padded to its longest window, and the new lengths. Training on windows is the usual chunk-level
+    training of SER: the network's time cost falls with the frames it sees (a clip's label holds for
+    each of its parts), while validation, test and prediction still see whole clips. Draws come from
+    ``generator`` (CPU), as for :func:`spec_augment`; a batch that already fits is returned as it is.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"expected features of shape [batch, frames, dims], got {tuple(features.shape)}")
+    if int(max_frames) < 1:
+        raise ValueError(f"max_frames={max_frames}: must be a positive number of frames")
+    batch, frames, dims = features.shape
+    lengths_cpu = lengths.detach().long().cpu().clamp(max=frames)
+    if batch == 0 or int(lengths_cpu.max()) <= max_frames:
+        return features, lengths
+    kept = lengths_cpu.clamp(max=int(max_frames))
+    start = (torch.rand(batch, generator=generator) * (lengths_cpu - kept + 1)).floor().long()
+    width = int(kept.max())
+    index = (start.unsqueeze(1) + torch.arange(width)).clamp(max=frames - 1)  # [B, width]
+    device = features.device
+    out = torch.gather(features, 1, index.to(device).unsqueeze(2).expand(-1, -1, dims))
+    out = torch.where(_valid(kept, width).to(device).unsqueeze(2), out, torch.zeros((), dtype=out.dtype, device=device))
+    return out, kept.to(lengths.device, lengths.dtype)
+
+
+class RandomCrop(nn.Module):
+    """:func:`random_crop` as a module that acts in training mode only (identity under ``eval()``)."""
+
+    def __init__(self, max_frames: int) -> None:
+        super().__init__()
+        if int(max_frames) < 1:
+            raise ValueError(f"max_frames={max_frames}: must be a positive number of frames")
+        self.max_frames = int(max_frames)
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, F] features, [B] frame lengths -> [B, T', F] windows (T' <= max_frames), their lengths."""
+        if not self.training:
+            return features, lengths
+        return random_crop(features, lengths, self.max_frames, generator)
 
 
 def spec_augment(

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
 from ser.data.batching import Batch
-from ser.features.augment import Mixup, SpecAugment
+from ser.features.augment import Mixup, RandomCrop, SpecAugment
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.metrics import StageMetrics
 from ser.models.checkpoint import DATA_KEY, stamp
@@ -63,6 +63,7 @@ class SERModule(L.LightningModule):
         self.net = instantiate(model, input_dim=input_dim)
         self.loss_fn = instantiate(loss)
         augment = dict(augment or {})
+        self.crop = RandomCrop(**augment["crop"]) if augment.get("crop") else None
         self.spec_augment = SpecAugment(**augment["spec_augment"]) if augment.get("spec_augment") else None
         self.mixup = Mixup(**augment["mixup"]) if augment.get("mixup") else None
         self._augment_rng: torch.Generator | None = None
@@ -89,7 +90,7 @@ class SERModule(L.LightningModule):
     # -- steps -------------------------------------------------------------------------------------------
 
     def _step(self, batch: Batch, metrics: StageMetrics, stage: str) -> torch.Tensor:
-        if stage == "train" and (self.spec_augment is not None or self.mixup is not None):
+        if stage == "train" and (self.crop is not None or self.spec_augment is not None or self.mixup is not None):
             logits, loss = self._augmented_step(batch)
         else:
             logits = self(batch.features, batch.lengths)
@@ -113,11 +114,14 @@ class SERModule(L.LightningModule):
         return loss
 
     def _augmented_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and loss of a train batch under SpecAugment and/or mixup (draws from a seeded generator)."""
+        """Logits and loss of a train batch under random crops, SpecAugment and/or mixup (draws from a seeded
+        generator, in that order)."""
         if self._augment_rng is None:
             # Seeded from the run's seed (seed_everything), so augmented runs repeat exactly.
             self._augment_rng = torch.Generator().manual_seed(torch.initial_seed() + self.global_rank)
         features, lengths = batch.features, batch.lengths
+        if self.crop is not None:
+            features, lengths = self.crop(features, lengths, self._augment_rng)
         if self.spec_augment is not None:
             features = self.spec_augment(features, lengths, self._augment_rng)
         if self.mixup is None:
