@@ -142,6 +142,7 @@ ABLATION_CHANGES = {  # option -> the one part of the recipe it changes
     "no_mixup": {"augment"},
     "speed": {"augment"},
     "crop150": {"augment"},
+    "bf16": {"trainer"},
     "no_specaugment": {"augment"},
     "utterance_norm": {"data"},
     "global_norm": {"data"},
