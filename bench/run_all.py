@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py                   # quick: ~5-7 minutes on 2 cores
     .venv/bin/python bench/run_all.py --full            # each script's own (longer) defaults
-    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict, models
+    .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict, models, speedups
 
 Every figure is a ratio against a reference measured in the same run (see bench/README.md); the machine
 may be loaded, so the absolute seconds are for orientation only. Without the real corpora under
@@ -26,6 +26,7 @@ QUICK = {
     "training": ["--batches", "20", "--repeats", "3"],
     "predict": ["--minutes", "5"],
     "models": ["--batches", "20", "--repeats", "3"],
+    "speedups": ["--batches", "20", "--repeats", "3"],
 }
 SCRIPTS = {
     "features": "bench_features.py",
@@ -33,6 +34,7 @@ SCRIPTS = {
     "training": "bench_training.py",
     "predict": "bench_predict.py",
     "models": "bench_models.py",
+    "speedups": "bench_speedups.py",
 }
 
 
@@ -53,7 +55,7 @@ def main() -> int:
                 print(f"\n=== features: skipped, no crema-d/ and savee/ under {data}")
                 continue
             cmd += ["--data-root", str(data)]
-        if name in ("training", "models"):
+        if name in ("training", "models", "speedups"):
             cmd += ["--data-root", str(data)] if real else ["--demo"]
         print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()

@@ -153,6 +153,11 @@ def split_problems(cfg: DictConfig) -> list[str]:
     return out
 
 
+# Lightning's precision flags (lightning.fabric.connector._PRECISION_INPUT), the three that ser's configs use first.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "transformer-engine")
+PRECISIONS += ("transformer-engine-float16", "32", "64", "16", "bf16")
+
+
 def trainer_problems(cfg: DictConfig) -> list[str]:
     out = []
     max_epochs, min_epochs = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.min_epochs")
@@ -169,6 +174,9 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
         v = _get(cfg, key)
         if v is not None and not (_is_number(v) and v > 0):
             out.append(f"{key}={v!r}: must be above 0 (a fraction, or a number of batches)")
+    precision = _get(cfg, "trainer.precision")
+    if precision is not None and str(precision) not in PRECISIONS:
+        out.append(f"trainer.precision={precision!r}: choose {', '.join(PRECISIONS[:3])} (or another of Lightning's)")
     patience = _get(cfg, "callbacks.early_stopping.patience")
     if patience is not None and not (_is_int(patience) and patience >= 0):
         out.append(f"callbacks.early_stopping.patience={patience!r}: must be an integer of 0 or more")
