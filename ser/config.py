@@ -40,10 +40,11 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     """The parts of a run config that describe the experiment (not paths, logging or Hydra)."""
     plain = to_plain(cfg)
-    keep = ("data", "features", "model", "loss", "optimizer", "scheduler", "seed")
+    keep = ("data", "features", "model", "loss", "optimizer", "scheduler", "augment", "seed")
     params = flatten({k: plain[k] for k in keep if k in plain})
     params["loss.name"] = str(plain.get("loss", {}).get("_target_", "")).rsplit(".", 1)[-1]
     params["trainer.max_epochs"] = plain.get("trainer", {}).get("max_epochs")
+    params["trainer.precision"] = str(plain.get("trainer", {}).get("precision", "32-true"))
     params["tags"] = ",".join(plain.get("tags") or [])
     drop = ("data.root", "data.roots", "data.cache_dir", "data.output_dir", "data.progress", "data._target_")
     return {k: v for k, v in params.items() if not k.startswith(drop)}

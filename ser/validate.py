@@ -101,6 +101,9 @@ def problems(cfg: DictConfig) -> list[str]:
             need(key, _is_number(v) and 0 <= v <= 1, "a probability must be in [0, 1]")
         elif key.rsplit(".", 1)[-1] == "max_frames":
             need(key, _is_int(v) and v > 0, "must be a positive number of frames")
+    crop = (plain.get("augment") or {}).get("crop") if isinstance(plain.get("augment"), Mapping) else None
+    if crop is not None and (not isinstance(crop, Mapping) or set(crop) != {"max_frames"}):
+        out.append(f"augment.crop={crop!r}: write +augment.crop.max_frames=<frames> (its one setting)")
     if isinstance(plain.get("augment"), Mapping) and plain["augment"].get("speed"):
         from ser.data.speed import SpeedPerturbation
 
@@ -153,9 +156,9 @@ def split_problems(cfg: DictConfig) -> list[str]:
     return out
 
 
-# Lightning's precision flags (lightning.fabric.connector._PRECISION_INPUT), the three that ser's configs use first.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "transformer-engine")
-PRECISIONS += ("transformer-engine-float16", "32", "64", "16", "bf16")
+# Lightning's mixed-precision flags and their aliases. Not the *-true half modes: they would store half-precision
+# weights and feature statistics in the checkpoint.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true", "32", "bf16", "16", "64")
 
 
 def trainer_problems(cfg: DictConfig) -> list[str]:
@@ -176,7 +179,10 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
             out.append(f"{key}={v!r}: must be above 0 (a fraction, or a number of batches)")
     precision = _get(cfg, "trainer.precision")
     if precision is not None and str(precision) not in PRECISIONS:
-        out.append(f"trainer.precision={precision!r}: choose {', '.join(PRECISIONS[:3])} (or another of Lightning's)")
+        out.append(f"trainer.precision={precision!r}: choose 32-true, bf16-mixed or 16-mixed (GPU)")
+    elif str(precision) in ("16-mixed", "16") and _get(cfg, "trainer.accelerator") == "cpu":
+        # Lightning would switch to bf16-mixed with a warning, and the run record would say 16-mixed.
+        out.append(f"trainer.precision={precision!r}: float16 autocast needs a GPU (trainer=gpu); on a CPU: bf16-mixed")
     patience = _get(cfg, "callbacks.early_stopping.patience")
     if patience is not None and not (_is_int(patience) and patience >= 0):
         out.append(f"callbacks.early_stopping.patience={patience!r}: must be an integer of 0 or more")

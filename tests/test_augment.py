@@ -191,3 +191,22 @@ def test_crop_module_acts_in_training_only_and_rejects_bad_sizes() -> None:
         RandomCrop(0)
     with pytest.raises(ValueError, match="max_frames=-3"):
         random_crop(feats, lengths, -3)
+
+
+def test_crop_reaches_both_ends_and_keeps_the_lengths_dtype() -> None:
+    feats, _ = _batch([12] * 200, dims=1)
+    lengths = torch.full((200,), 12, dtype=torch.int32)
+    out, kept = random_crop(feats, lengths, 10, generator=_gen(6))
+    assert kept.dtype == torch.int32 and kept.tolist() == [10] * 200
+    starts = {int((feats[i, :, 0] == out[i, 0, 0]).nonzero()[0]) for i in range(200)}
+    assert starts == {0, 1, 2}  # every start from the first frame to length - max_frames
+
+
+def test_crop_of_an_empty_clip_and_of_a_batch_padded_past_its_longest_clip() -> None:
+    feats, lengths = _batch([40, 1], dims=3)
+    lengths = torch.tensor([40, 0])
+    out, kept = random_crop(feats, lengths, 16, generator=_gen(7))
+    assert kept.tolist() == [16, 0] and out.shape == (2, 16, 3) and (out[1] == 0).all()
+    wide, wide_len = _batch([10, 8], dims=3)  # padded to 17 frames, both clips shorter than the window
+    out, kept = random_crop(wide, wide_len, 12)
+    assert out is wide and kept is wide_len

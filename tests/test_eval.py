@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -219,3 +220,17 @@ def test_a_typo_on_the_command_line_is_one_line() -> None:
     assert res.stderr.strip() == (
         "ser.eval: no config key `dat` (did you mean `data`?); to add a new key on purpose use +dat=demo"
     )
+
+
+def test_a_bf16_trained_checkpoint_is_float32_and_scores_as_its_run(eval_config, shared_cache, tmp_path):
+    """trainer.precision=bf16-mixed is for the training steps: weights stay float32, and the run's own test
+    (float32) is what ser.eval gives on the same speakers."""
+    out = tmp_path / "bf16"
+    train(compose_config("train", [*FAST_OVERRIDES, *QUIET, "trainer.precision=bf16-mixed"], out, shared_cache))
+    GlobalHydra.instance().clear()
+    state = torch.load(out / BEST, map_location="cpu", weights_only=False)["state_dict"]
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float32}
+    trained = _record(out)
+    record = run(eval_config(f"ckpt={out / BEST}"))
+    for key in (*SCALARS, "confusion"):
+        assert record[key] == trained[key], key

@@ -182,3 +182,39 @@ def test_emotion_and_gender_views():
     values = metrics.compute()
     assert float(values["emotion_accuracy"]) == 1.0 and float(values["gender_accuracy"]) == 0.0
     assert float(values["accuracy"]) == 0.0
+
+
+def test_bf16_autocast_runs_the_training_steps_only() -> None:
+    """trainer.precision=bf16-mixed: train steps in bfloat16; validation and test in float32, as ser.eval runs."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from ser.data.batching import collate
+    from ser.models.module import SERModule
+
+    torch.manual_seed(0)
+    module = SERModule(
+        model={"_target_": "ser.models.crnn.CRNN", "channels": 8, "hidden_size": 8, "dense_size": 8},
+        loss={"_target_": "ser.models.losses.CategoricalLoss"},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        input_dim=6,
+    )
+    seen: list[tuple[bool, torch.dtype]] = []
+    module.net.register_forward_hook(lambda net, args, out: seen.append((net.training, out.dtype)))
+    items = [(torch.randn(30 + i, 6), i % 12, 0) for i in range(8)]
+    loader = DataLoader(items, batch_size=4, collate_fn=collate)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, loader, loader)
+    trainer.test(module, loader, verbose=False)
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert module.test_results["confusion"] and {p.dtype for p in module.parameters()} == {torch.float32}

@@ -262,7 +262,16 @@ def test_help_says_what_the_command_does(cli_env):
         assert needle in res.stdout, needle
 
 
-@pytest.mark.parametrize("augment", ["specaugment", "mixup", "specaugment_mixup", "none +augment.crop.max_frames=20"])
+@pytest.mark.parametrize(
+    "augment",
+    [
+        "specaugment",
+        "mixup",
+        "specaugment_mixup",
+        "none +augment.crop.max_frames=20",
+        "mixup +augment.crop.max_frames=20",
+    ],
+)
 def test_augmented_training_repeats_under_its_seed(train_config, tmp_path, augment):
     """Augmentation acts on train batches only and draws from a seeded generator: same seed, same run."""
     a = run(train_config(*f"augment={augment}".split(), "trainer.max_epochs=1", out=tmp_path / "a"))

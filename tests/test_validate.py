@@ -48,8 +48,12 @@ def test_the_default_config_has_no_problems(train_config):
         ("augment=mixup", None),  # valid: no problem
         ("augment=mixup augment.mixup.p=1.5", "augment.mixup.p=1.5: a probability must be in [0, 1]"),
         ("+augment.crop.max_frames=0", "augment.crop.max_frames=0: must be a positive number of frames"),
-        ("trainer.precision=fp16", "trainer.precision='fp16': choose 32-true, bf16-mixed, 16-mixed"),
+        ("trainer.precision=fp16", "trainer.precision='fp16': choose 32-true, bf16-mixed or 16-mixed"),
         ("trainer.precision=bf16-mixed", None),
+        ("trainer.precision=16-mixed", "trainer.precision='16-mixed': float16 autocast needs a GPU"),
+        ("trainer.precision=bf16-true", "trainer.precision='bf16-true': choose 32-true, bf16-mixed or 16-mixed"),
+        ("+augment.crop=150", "augment.crop=150: write +augment.crop.max_frames=<frames>"),
+        ("+augment.crop.frames=150", "augment.crop={'frames': 150}: write +augment.crop.max_frames=<frames>"),
         ("callbacks.early_stopping.patience=-1", "patience=-1: must be an integer of 0 or more"),
         ("+trainer.limit_train_batches=0", "trainer.limit_train_batches=0: must be above 0"),
         ("train=false", "train=false test=true: testing needs trained weights; give ckpt_path="),

@@ -74,7 +74,7 @@ class RandomCrop(nn.Module):
     def forward(
         self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, T, F] features, [B] frame lengths -> [B, T', F] windows (T' <= max_frames), their lengths."""
+        """[B, T, F] features, [B] frame lengths -> windows of at most ``max_frames`` frames, their lengths."""
         if not self.training:
             return features, lengths
         return random_crop(features, lengths, self.max_frames, generator)

@@ -101,7 +101,7 @@ class SERModule(L.LightningModule):
                 "The run is stopped. Try a lower optimizer.lr, gradient clipping (trainer.gradient_clip_val), "
                 "or check the features for NaN/inf values."
             )
-        metrics.update(self.probabilities(logits.detach()), batch.labels)
+        metrics.update(self.probabilities(logits.detach().float()), batch.labels)
         self.log(
             f"{stage}/loss",
             loss,
@@ -143,11 +143,15 @@ class SERModule(L.LightningModule):
         self.train_loss.update(loss.detach(), weight=batch.labels.shape[0])
         return loss
 
+    # trainer.precision (bf16-mixed, 16-mixed) is for the training steps: validation and test run in float32,
+    # as ser.eval and ser.predict do, so a checkpoint scores the same in its run and anywhere else.
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, self.val_metrics, "val")
+        with torch.autocast(self.device.type, enabled=False):
+            self._step(batch, self.val_metrics, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
+        with torch.autocast(self.device.type, enabled=False):
+            self._step(batch, self.test_metrics, "test")
 
     def _log_stage(self, metrics: StageMetrics, stage: str) -> dict[str, float]:
         values = {k: float(v) for k, v in metrics.compute().items()}
