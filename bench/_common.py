@@ -7,6 +7,7 @@ slows both about equally and the ratio stays meaningful while the absolute secon
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -91,3 +92,35 @@ def print_table(rows: Sequence[tuple[str, str]], title: str) -> None:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     print("-" * (width + 20))
+
+
+def add_training_args(parser: argparse.ArgumentParser, what: str = "each") -> None:
+    """The options every training benchmark takes: which data, its cache, the epoch's size, repeats, threads."""
+    parser.add_argument("--data-root", default=str(ROOT / "data"), help="folder holding crema-d/ and savee/")
+    parser.add_argument("--demo", action="store_true", help="the synthetic demo corpus instead of data/")
+    parser.add_argument("--cache-dir", default="/tmp/ser-bench-cache", help="feature cache (built if cold)")
+    parser.add_argument("--batches", type=int, default=0, help="train batches per epoch (0: all)")
+    parser.add_argument("--repeats", type=int, default=3, help=f"timed epochs of {what}, interleaved")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+
+
+def start_training_bench(threads: int) -> None:
+    """Set torch's threads, silence Lightning's per-fit chatter (only the figures are printed), note the machine."""
+    import logging
+    import warnings
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import; quieten them after)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ser"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (
+        ".*does not have many workers.*",
+        ".*is not supported by the model summary.*",
+        ".*isinstance.treespec, LeafSpec.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    print(machine_note())

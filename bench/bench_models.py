@@ -42,16 +42,14 @@ Threads: one intra-op thread by default, as in bench_training.py (``--threads 0`
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import ROOT, compose_train, interleave, load_note, machine_note, median, print_table
+from _common import add_training_args, compose_train, interleave, load_note, median, print_table, start_training_bench
 
 SEED = 1234
 FRAME_S = 0.01  # conf/features/logmel.yaml: hop 160 at 16 kHz
@@ -252,25 +250,12 @@ def bench_latency(ckpts: dict[str, list[Path]], seconds: float, repeats: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(ROOT / "data"), help="folder holding crema-d/ and savee/")
-    parser.add_argument("--demo", action="store_true", help="the synthetic demo corpus instead of data/")
-    parser.add_argument("--cache-dir", default="/tmp/ser-bench-cache", help="feature cache (built if cold)")
-    parser.add_argument("--batches", type=int, default=0, help="train batches per epoch (0: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each model, interleaved")
+    add_training_args(parser, "each model")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--clip-seconds", type=float, default=3.0)
     parser.add_argument("--predict-repeats", type=int, default=100, help="timed predict calls of each model")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import; quieten them after)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ser"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-    print(machine_note())
+    start_training_bench(args.threads)
 
     rows: list[tuple[str, str]] = []
     trainers: dict[str, object] = {}

@@ -31,12 +31,10 @@ each other at the LSTM's many small ops (tens of times slower), not the training
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 
 import torch
-from _common import ROOT, compose_train, interleave, load_note, machine_note, median, print_table
+from _common import add_training_args, compose_train, interleave, load_note, median, print_table, start_training_bench
 
 SEED = 1234
 
@@ -145,24 +143,11 @@ def max_weight_diff(a, b) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(ROOT / "data"), help="folder holding crema-d/ and savee/")
-    parser.add_argument("--demo", action="store_true", help="the synthetic demo corpus instead of data/")
-    parser.add_argument("--cache-dir", default="/tmp/ser-bench-cache", help="feature cache (built if cold)")
-    parser.add_argument("--batches", type=int, default=0, help="train batches per epoch (0: all)")
+    add_training_args(parser, "each")
     parser.add_argument("--val", action="store_true", help="run the validation batches inside the epoch too")
     parser.add_argument("--val-batches", type=int, default=0, help="with --val: batches (0: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each, interleaved")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import; quieten them after)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-    print(machine_note())
+    start_training_bench(args.threads)
 
     cfg, dm = build(args)
     n_train = len(dm.train_dataloader())

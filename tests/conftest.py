@@ -73,8 +73,16 @@ def train_config(tmp_path: Path, shared_cache: Path):
 @pytest.fixture
 def cli_env(tmp_path: Path, shared_cache: Path) -> dict[str, str]:
     """Environment for running ``python -m ser.*`` in a subprocess inside tmp_path."""
-    env = dict(os.environ)
-    env["SER_ROOT"] = str(tmp_path)
-    env["PYTHONPATH"] = str(ROOT)
-    env["OMP_NUM_THREADS"] = "1"
-    return env
+    return {**child_env(), "SER_ROOT": str(tmp_path)}
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for running Python in a subprocess: this checkout first, the caller's PYTHONPATH kept."""
+    return child_env()
+
+
+def child_env() -> dict[str, str]:
+    # Keeping the caller's PYTHONPATH matters where the dependencies come from it rather than a venv.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}

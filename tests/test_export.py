@@ -125,13 +125,13 @@ def test_default_output_and_bad_input(ckpt: Path, tmp_path: Path) -> None:
         export(bad, "torchscript")
 
 
-def test_help_is_about_export() -> None:
+def test_help_is_about_export(subprocess_env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ser.export", "--help"],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"},
+        env=subprocess_env,
     )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout

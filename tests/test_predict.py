@@ -263,7 +263,9 @@ def test_usage_errors_exit_2(ckpt: Path, capsys: pytest.CaptureFixture) -> None:
         assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_hydra_module_in_subprocess(ckpt: Path, audio: dict[str, Path], tmp_path: Path) -> None:
+def test_hydra_module_in_subprocess(
+    ckpt: Path, audio: dict[str, Path], tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
     proc = subprocess.run(
         [
             sys.executable,
@@ -277,7 +279,7 @@ def test_hydra_module_in_subprocess(ckpt: Path, audio: dict[str, Path], tmp_path
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        env=subprocess_env,
     )
     assert proc.returncode == 1, proc.stderr
     rows = json.loads(proc.stdout)["predictions"]
@@ -420,13 +422,13 @@ def test_nan_audio_is_named_and_json_stays_valid(
     assert f"{nan}: holds NaN or inf samples" in captured.err
 
 
-def test_help_is_about_prediction() -> None:
+def test_help_is_about_prediction(subprocess_env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ser.predict", "--help"],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        env=subprocess_env,
     )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +60,12 @@ def test_configure_threads_and_seed() -> None:
     seed_everything(None)  # unseeded: a no-op
 
 
-def test_predict_and_export_load_neither_lightning_nor_each_other() -> None:
+def test_predict_and_export_load_neither_lightning_nor_each_other(subprocess_env: dict[str, str]) -> None:
     code = (
         "import sys, ser.export; assert 'ser.predict' not in sys.modules; "
         "import ser.predict; assert 'lightning' not in sys.modules"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
