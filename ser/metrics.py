@@ -44,8 +44,27 @@ class _Mapped(Metric):
         self.inner.reset()
 
 
+def present_class_averages(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """UAR and macro-F1 over the true classes present in a confusion matrix (rows: truth, columns: prediction).
+
+    torchmetrics' macro averages count a class with no clip as recall and F1 0 whenever it was predicted,
+    so a test set without female speakers (SAVEE, cross-corpus) would be scored on classes it cannot hold.
+    A prediction into an absent class still costs the recall of the clip's true class.
+    """
+    confusion = confusion.double()
+    tp, support, predicted = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
+    present = support > 0
+    uar = (tp[present] / support[present]).mean()
+    macro_f1 = (2 * tp[present] / (support[present] + predicted[present])).mean()
+    return uar.float(), macro_f1.float()
+
+
 class StageMetrics(nn.Module):
-    """Everything measured on one stage (train, val or test)."""
+    """Everything measured on one stage (train, val or test).
+
+    UAR, macro-F1 and the per-class recalls cover the classes present in the stage's data; with every class
+    present they are torchmetrics' own numbers.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,10 +91,17 @@ class StageMetrics(nn.Module):
     def compute(self) -> dict[str, torch.Tensor]:
         out = dict(self.label_metrics.compute())
         out["binary_accuracy"] = self.binary_accuracy.compute()
+        confusion = self.confusion.compute()
+        present = confusion.sum(1) > 0
+        if present.any() and not present.all():
+            out["uar"], out["macro_f1"] = (v.to(out["uar"].device) for v in present_class_averages(confusion))
         return out
 
-    def compute_per_class_recall(self) -> dict[str, float]:
-        return {name: float(v) for name, v in zip(CLASSES, self.per_class_recall.compute(), strict=True)}
+    def compute_per_class_recall(self) -> dict[str, float | None]:
+        """Recall of each class; None for a class with no clip (it has no recall to measure)."""
+        present = (self.confusion.compute().sum(1) > 0).tolist()
+        recalls = self.per_class_recall.compute().tolist()
+        return {name: (r if p else None) for name, r, p in zip(CLASSES, recalls, present, strict=True)}
 
     def compute_confusion(self) -> torch.Tensor:
         return self.confusion.compute()

@@ -47,15 +47,6 @@ def mean_recall(true: np.ndarray, pred: np.ndarray, n: int) -> float | None:
     return float(np.nanmean(r)) if np.isfinite(r).any() else None
 
 
-def _macro_f1_present(confusion: np.ndarray) -> float:
-    """Macro-F1 over the true classes present (predictions into absent classes still cost recall)."""
-    tp = np.diag(confusion).astype(float)
-    support, predicted = confusion.sum(1).astype(float), confusion.sum(0).astype(float)
-    present = support > 0
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
-    return float(f1[present].mean())
-
-
 @dataclass
 class Scores:
     """What :func:`score` measured: ``metrics`` (SCALARS, None when skipped), and the words around them."""
@@ -101,13 +92,7 @@ def score(probs: np.ndarray, emotions: np.ndarray, genders: np.ndarray) -> Score
         note = f"over the {int(known.sum())} of {n} clips whose speaker gender is known"
         out.scope.update({k: note for k in (*CLASS_METRICS, "gender_accuracy")})
     present = confusion.sum(1) > 0
-    if not present.all():
-        # torchmetrics' macro averages would count an absent class that was predicted as recall 0.
-        m["uar"] = float(np.mean(np.diag(confusion)[present] / confusion.sum(1)[present]))
-        m["macro_f1"] = _macro_f1_present(confusion)
-        m["per_class_recall"] = {
-            c: (r if present[i] else None) for i, (c, r) in enumerate(m["per_class_recall"].items())
-        }
+    if not present.all():  # StageMetrics averaged over the classes present; say so
         note = f"over the {int(present.sum())} of {NUM_CLASSES} classes present"
         for k in ("uar", "macro_f1"):
             out.scope[k] = f"{out.scope[k]}; {note}" if k in out.scope else note

@@ -246,6 +246,20 @@ def test_loss_by_architecture_sweeps_pairs_of_losses_fold_by_fold(train_config):
     ]
 
 
+def test_strongest_fused_is_the_measured_logmel_egemaps_ablation(tmp_path, shared_cache):
+    """experiment=strongest_fused trains exactly what was measured as strongest + ablation=logmel_egemaps."""
+
+    def plain(*overrides: str) -> dict:
+        cfg = compose_config("train", list(overrides), tmp_path, shared_cache)
+        return {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k not in ("hydra", "logger")}
+
+    fused = plain("experiment=strongest_fused")
+    measured = plain("experiment=strongest", "ablation=logmel_egemaps")
+    assert fused["features"]["_target_"] == "ser.features.stacked.Stacked"
+    assert {k for k in fused if fused[k] != measured.get(k)} == {"task_name", "tags"}
+    assert fused["tags"] == ["strongest", "fused"]
+
+
 def test_strongest_ensemble_trains_both_feature_views_fold_by_fold(train_config):
     """Fold outermost, view innermost: a stopped sweep leaves each finished fold with both of its models."""
     cfg = train_config("experiment=strongest_ensemble")

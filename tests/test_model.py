@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.nn import functional as F
+from torchmetrics.classification import MulticlassF1Score, MulticlassRecall
 
 from ser.metrics import TRIVIAL_BINARY_ACCURACY, StageMetrics
 from ser.models.components import reverse_within_length
@@ -173,6 +174,30 @@ def test_uar_differs_from_accuracy_on_imbalanced_data():
     assert values["uar"] == pytest.approx(0.5)  # recall 1.0 and 0.0 over the two classes present
     recall = metrics.compute_per_class_recall()
     assert recall["male_sad"] == 1.0 and recall["male_angry"] == 0.0
+
+
+def test_uar_and_macro_f1_leave_out_classes_the_data_do_not_hold():
+    """A male-only test set (SAVEE, cross-corpus): predicting a female class costs the true class's recall,
+    but the absent female class is not averaged in as a recall of 0 (torchmetrics' macro average would)."""
+    truth = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])  # the 6 male classes, 2 clips each
+    guess = torch.tensor([0, 6, 1, 1, 2, 8, 3, 3, 4, 4, 5, 11])  # three answered with a female class
+    metrics = StageMetrics()
+    metrics.update(F.one_hot(guess, 12).float(), truth)
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    assert values["uar"] == pytest.approx((0.5 + 1 + 0.5 + 1 + 1 + 0.5) / 6)
+    f1 = [2 * 1 / (2 + 1), 1, 2 * 1 / (2 + 1), 1, 1, 2 * 1 / (2 + 1)]  # per male class: 2tp / (support + predicted)
+    assert values["macro_f1"] == pytest.approx(sum(f1) / 6)
+    recall = metrics.compute_per_class_recall()
+    assert recall["male_sad"] == 0.5 and recall["male_angry"] == 1.0
+    assert all(recall[c] is None for c in recall if c.startswith("female"))
+    # With every class present the numbers are torchmetrics' own.
+    truth, guess = torch.arange(60) % 12, torch.randint(0, 12, (60,), generator=torch.Generator().manual_seed(0))
+    full = StageMetrics()
+    full.update(F.one_hot(guess, 12).float(), truth)
+    values = full.compute()
+    assert 0 < float(values["uar"]) < 1
+    assert float(values["uar"]) == pytest.approx(float(MulticlassRecall(12, average="macro")(guess, truth)))
+    assert float(values["macro_f1"]) == pytest.approx(float(MulticlassF1Score(12, average="macro")(guess, truth)))
 
 
 def test_emotion_and_gender_views():
