@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ser.labels import NUM_CLASSES
+from ser.labels import GENDERS, NUM_CLASSES, NUM_EMOTIONS
 
 # Scalar metrics logged as <stage>/<name>; these are also the plain names in metrics.json.
 SCALARS: tuple[str, ...] = ("accuracy", "uar", "macro_f1", "emotion_accuracy", "gender_accuracy", "binary_accuracy")
@@ -116,9 +116,25 @@ def run_record(
         best_checkpoint=best_checkpoint,
         confusion=test.get("confusion"),
     )
+    genders = genders_in(record["confusion"])
+    if len(genders) == 1:  # a male-only test corpus (SAVEE, say): scored as ser.eval scores it
+        record["gender_accuracy"] = None
+        record["skipped"] = {"gender_accuracy": single_gender_reason(genders[0])}
     if environment is not None:
         record["environment"] = dict(environment)
     return record
+
+
+def genders_in(confusion: Sequence[Sequence[int]] | None) -> list[str]:
+    """The speaker genders with at least one clip in a 12-class confusion matrix (rows: true class)."""
+    if not confusion or len(confusion) != NUM_CLASSES:
+        return []
+    return [g for i, g in enumerate(GENDERS) if sum(map(sum, confusion[i * NUM_EMOTIONS : (i + 1) * NUM_EMOTIONS]))]
+
+
+def single_gender_reason(gender: str) -> str:
+    """Why gender accuracy is not reported on data whose speakers all have one gender."""
+    return f"only {gender} speakers: it would score a model that always answers {gender} as perfect"
 
 
 def failure_record(exc: BaseException, overrides: Iterable[str]) -> dict[str, Any]:

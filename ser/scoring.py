@@ -21,7 +21,7 @@ import torch
 from ser.data.corpus import Clip
 from ser.labels import CLASSES, EMOTIONS, GENDERS, NUM_CLASSES, NUM_EMOTIONS
 from ser.metrics import StageMetrics
-from ser.results import SCALARS
+from ser.results import SCALARS, single_gender_reason
 
 # Metrics of the 12 gender x emotion classes: they need the speaker's gender.
 CLASS_METRICS = ("accuracy", "uar", "macro_f1", "binary_accuracy")
@@ -100,9 +100,7 @@ def score(probs: np.ndarray, emotions: np.ndarray, genders: np.ndarray) -> Score
     if len(genders_present) < 2:
         only = genders_present[0]
         m["gender_accuracy"] = None
-        out.skipped["gender_accuracy"] = (
-            f"only {only} speakers: it would score a model that always answers {only} as perfect"
-        )
+        out.skipped["gender_accuracy"] = single_gender_reason(only)
     return out
 
 

@@ -48,6 +48,20 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert _record(best_val={}, split="speaker", fold=None)["best_val"] == {}
 
 
+def test_a_test_set_of_one_gender_reports_no_gender_accuracy() -> None:
+    """Cross-corpus onto SAVEE (male speakers only): answering 'male' always would score 1.0, so it is skipped."""
+    male_only = [[3 if i == j else 0 for j in range(12)] if i < 6 else [0] * 12 for i in range(12)]
+    male_only[0][7] = 1  # a clip answered with a female class still leaves the data male-only
+    record = _record(test={m: 0.9 for m in R.SCALARS} | {"confusion": male_only})
+    assert record["gender_accuracy"] is None and record["uar"] == 0.9
+    assert record["skipped"] == {"gender_accuracy": R.single_gender_reason("male")}
+    both = [row[:] for row in male_only]
+    both[11][11] = 2
+    assert _record(test={m: 0.9 for m in R.SCALARS} | {"confusion": both})["gender_accuracy"] == 0.9
+    assert "skipped" not in _record()
+    assert R.genders_in(male_only) == ["male"] and R.genders_in(None) == []
+
+
 def test_nan_and_inf_become_null(tmp_path: Path) -> None:
     path = R.write_json(tmp_path / "x.json", {"a": math.nan, "b": [1.0, math.inf], "c": {"d": -math.inf}, "e": 2})
     text = path.read_text()

@@ -285,3 +285,15 @@ def test_augmented_training_repeats_under_its_seed(train_config, tmp_path, augme
 def test_utterance_and_speaker_normalization_train(train_config, tmp_path, normalization):
     metrics = run(train_config(f"data.normalization={normalization}", "trainer.max_epochs=1"))
     assert metrics["status"] == "ok" and metrics["uar"] is not None
+
+
+def test_a_cross_corpus_run_onto_male_only_savee_is_scored_on_what_savee_holds(train_config):
+    """UAR over the 6 male classes (not the female ones the model may answer), no gender accuracy: as ser.eval."""
+    metrics = run(train_config("split=cross_corpus", "split.test_corpus=savee"))
+    confusion = torch.tensor(metrics["confusion"], dtype=torch.float64)
+    assert confusion[6:].sum() == 0 and confusion[:6].sum() == metrics["data"]["clips"]["test"]
+    male_recall = confusion.diagonal()[:6] / confusion[:6].sum(1)
+    assert metrics["uar"] == pytest.approx(float(male_recall.mean()), abs=1e-6)
+    assert [metrics["per_class_recall"][c] is None for c in CLASSES] == [False] * 6 + [True] * 6
+    assert metrics["gender_accuracy"] is None and "only male speakers" in metrics["skipped"]["gender_accuracy"]
+    assert json.loads((Path(metrics["best_checkpoint"]).parents[1] / "metrics.json").read_text()) == metrics
