@@ -1,6 +1,6 @@
 """Run the benchmarks with quick defaults (``make bench``); each prints its own table and target checks.
 
-    .venv/bin/python bench/run_all.py                   # quick: ~5-7 minutes on 2 cores
+    .venv/bin/python bench/run_all.py                   # quick: 3-7 minutes on 2 cores
     .venv/bin/python bench/run_all.py --full            # each script's own (longer) defaults
     .venv/bin/python bench/run_all.py --only training   # one of: features, lstm, training, predict, models, speedups
 
