@@ -157,9 +157,13 @@ def latest_sweep(root: str | Path, task: str) -> Path:
         if sweep_task(sweep) == task:
             return sweep
     found = ", ".join(sorted({t for t in map(sweep_task, sweeps) if t})) or "none"
+    preset = Path(__file__).resolve().parent.parent / "conf" / "experiment" / f"{task}.yaml"
+    run_one = f"python -m ser.train -m experiment={task}" if preset.is_file() else "python -m ser.train -m ..."
+    demo = root.parent / "demo" / root.name
+    elsewhere = f"; sweeps on data=demo are under {demo} (--root {demo})" if demo.is_dir() and demo != root else ""
     raise CompareError(
-        f"no sweep of task_name={task} under {root} (tasks found: {found}); run one first, e.g. "
-        f"python -m ser.train -m experiment={task}, or name the folder: python -m ser.compare {root}/<time>/"
+        f"no sweep of task_name={task} under {root} (tasks found: {found}){elsewhere}; run one first, e.g. "
+        f"{run_one}, or name the folder: python -m ser.compare {root}/<time>/"
     )
 
 

@@ -41,7 +41,7 @@ from ser.logs import show_bars
 from ser.models.checkpoint import CheckpointError, RebuiltModel
 from ser.models.ensemble import held_out_members, load_members, seen_speakers, tested_speakers
 from ser.results import run_record
-from ser.runtime import configure_matmul_precision, configure_threads, run_command
+from ser.runtime import configure_matmul_precision, configure_threads, is_multirun, run_command
 from ser.scoring import score, truth
 
 log = logging.getLogger("ser.eval")
@@ -327,7 +327,8 @@ def main(cfg: DictConfig) -> None:
     try:
         record = run(cfg)
     except (EvalError, CheckpointError, DataError) as exc:
-        log.error("%s", exc)
+        if is_multirun():  # a sweep's job folder stays: its log says why (on the console once, below)
+            log.error("%s", exc)
         _error(str(exc))
         sys.exit(EXIT_USAGE)
     except ValueError as exc:  # e.g. device=cuda without a GPU

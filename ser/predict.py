@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,7 +264,21 @@ def options_from_config(cfg: DictConfig) -> PredictOptions:
     unknown = sorted(set(plain) - known)
     if unknown:
         raise UsageError(f"unknown option(s) {unknown}; the keys are {sorted(known)}")
+    if plain.get("output") is not None:
+        check_writable(str(plain["output"]))
     return PredictOptions(**plain)
+
+
+def check_writable(output: str) -> None:
+    """Stop before any prediction when ``output`` cannot be written, rather than after all of them."""
+    folder = Path(output).absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ser-predict-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UsageError(f"output={output}: cannot write there ({reason}); choose a writable path") from exc
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

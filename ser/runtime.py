@@ -16,6 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ser.runs import is_multirun
+
 # Set by a command's task function when it starts: an OSError before it is Hydra failing to make the run folder.
 _TASK_STARTED = False
 
@@ -103,16 +105,6 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
-
-
-def is_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:  # not inside a Hydra app
-        return False
 
 
 def task_started() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,6 +91,8 @@ def problems(cfg: DictConfig) -> list[str]:
     out += split_problems(cfg)
     out += trainer_problems(cfg)
 
+    for group in ("model", "loss"):
+        out += unknown_arguments(plain.get(group), group)
     for key, v in _walk(plain.get("model") or {}, "model"):
         leaf = key.rsplit(".", 1)[-1]
         if "dropout" in leaf:
@@ -132,6 +135,33 @@ def problems(cfg: DictConfig) -> list[str]:
     return out
 
 
+def unknown_arguments(node: Any, group: str) -> list[str]:
+    """Keys of a group's config that its ``_target_`` does not take (a ``+model.new_key=`` typo, say).
+
+    Instantiation would fail with a TypeError after the data were indexed and cached; found here, the
+    run stops before any work with the key named.
+    """
+    if not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str):
+        return []
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(node["_target_"])
+        params = inspect.signature(target).parameters
+    except Exception as exc:  # an unknown target: instantiation says so in its own words
+        return [f"{group}._target_={node['_target_']!r}: cannot be imported ({exc})"]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    out = []
+    for key in node:
+        if not key.startswith("_") and key not in params:
+            hint = nearest(key, [k for k in params if k != "self"])
+            also = f" (did you mean {group}.{hint}?)" if hint else ""
+            name = node["_target_"].rsplit(".", 1)[-1]
+            out.append(f"{group}.{key}: {name} takes no argument {key!r}{also}")
+    return out
+
+
 def split_problems(cfg: DictConfig) -> list[str]:
     """The split group's values, checked as ser.data.splits would check them after indexing and features."""
     from ser.data.splits import STRATEGIES
@@ -156,9 +186,11 @@ def split_problems(cfg: DictConfig) -> list[str]:
     return out
 
 
-# Lightning's mixed-precision flags and their aliases. Not the *-true half modes: they would store half-precision
-# weights and feature statistics in the checkpoint.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true", "32", "bf16", "16", "64")
+# Lightning's precision flags. Not the *-true half modes: they would store half-precision weights and feature
+# statistics in the checkpoint.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+# Lightning's older names for them: one spelling per setting, so that runs group together in ser.compare.
+PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "64": "64-true"}
 
 
 def trainer_problems(cfg: DictConfig) -> list[str]:
@@ -178,15 +210,29 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
         if v is not None and not (_is_number(v) and v > 0):
             out.append(f"{key}={v!r}: must be above 0 (a fraction, or a number of batches)")
     precision = _get(cfg, "trainer.precision")
-    if precision is not None and str(precision) not in PRECISIONS:
+    if str(precision) in PRECISION_ALIASES:
+        out.append(f"trainer.precision={precision!r}: write {PRECISION_ALIASES[str(precision)]} (its current name)")
+    elif precision is not None and str(precision) not in PRECISIONS:
         out.append(f"trainer.precision={precision!r}: choose 32-true, bf16-mixed or 16-mixed (GPU)")
-    elif str(precision) in ("16-mixed", "16") and _get(cfg, "trainer.accelerator") == "cpu":
+    elif str(precision) == "16-mixed" and _get(cfg, "trainer.accelerator") == "cpu":
         # Lightning would switch to bf16-mixed with a warning, and the run record would say 16-mixed.
         out.append(f"trainer.precision={precision!r}: float16 autocast needs a GPU (trainer=gpu); on a CPU: bf16-mixed")
+    accelerator = str(_get(cfg, "trainer.accelerator") or "")
+    if accelerator in ("gpu", "cuda") and not _cuda_available():
+        out.append(
+            f"trainer.accelerator={accelerator!r}: no CUDA device is available here; "
+            "use trainer=cpu (or trainer.accelerator=auto)"
+        )
     patience = _get(cfg, "callbacks.early_stopping.patience")
     if patience is not None and not (_is_int(patience) and patience >= 0):
         out.append(f"callbacks.early_stopping.patience={patience!r}: must be an integer of 0 or more")
     return out
+
+
+def _cuda_available() -> bool:
+    import torch  # here: the commands that only check a config's keys need not load torch
+
+    return torch.cuda.is_available()
 
 
 def writable_problem(path: str | Path, key: str) -> str | None:

@@ -545,8 +545,12 @@ def test_latest_picks_the_newest_sweep_of_the_task(tmp_path: Path, capsys: pytes
     assert C.latest_sweep(root, "loss_comparison") == older
     assert C.main(["--latest", "loss_comparison", "--root", str(root), "--no-plots"]) == 0
     assert str(older) in capsys.readouterr().out
-    with pytest.raises(C.CompareError, match=r"task_name=nothing under .*tasks found: loss_comparison, train"):
+    with pytest.raises(C.CompareError, match=r"task_name=nothing under .*tasks found: loss_comparison, train") as err:
         C.latest_sweep(root, "nothing")
+    assert "experiment=nothing" not in str(err.value)  # no such preset to suggest
+    (tmp_path / "demo" / "multirun").mkdir(parents=True)
+    with pytest.raises(C.CompareError, match=r"sweeps on data=demo are under .*demo/multirun.*experiment=strongest"):
+        C.latest_sweep(root, "strongest")
 
 
 def _arch_sweep(root: Path, experiment: str, models: dict[str, float], with_seed: bool) -> Path:

@@ -31,7 +31,7 @@ from ser.data.audio import load_audio
 from ser.inference.prediction import InputFailure, Prediction
 from ser.inference.predictor import Predictor, window_starts
 from ser.labels import CLASSES
-from ser.predict import CONFIG_DIR, PredictOptions, options_from_config, run
+from ser.predict import CONFIG_DIR, PredictOptions, UsageError, options_from_config, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,6 +215,17 @@ def test_output_file_is_written_atomically(
         assert out_file.read_text() == old
         assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.json"]
     capsys.readouterr()
+
+
+def test_an_output_that_cannot_be_written_stops_before_any_prediction(
+    ckpt: Path, audio: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(Predictor, "predict_files", lambda *a, **k: pytest.fail("predicted before the check"))
+    with pytest.raises(UsageError, match=rf"^output={blocker}/p.json: cannot write there \(.*\); choose a writable"):
+        cli([f"ckpt={ckpt}", f"inputs=[{audio['flac_16k']}]", f"output={blocker}/p.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_bad_inputs_are_named_and_others_still_predicted(

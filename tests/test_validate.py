@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ser.validate import (
     ConfigError,
@@ -13,6 +14,7 @@ from ser.validate import (
     explain_hydra_error,
     nearest,
     problems,
+    unknown_arguments,
     validate,
     writable_problem,
 )
@@ -52,6 +54,11 @@ def test_the_default_config_has_no_problems(train_config):
         ("trainer.precision=bf16-mixed", None),
         ("trainer.precision=16-mixed", "trainer.precision='16-mixed': float16 autocast needs a GPU"),
         ("trainer.precision=bf16-true", "trainer.precision='bf16-true': choose 32-true, bf16-mixed or 16-mixed"),
+        ("trainer.precision=bf16", "trainer.precision='bf16': write bf16-mixed (its current name)"),
+        ("trainer.precision=32", "trainer.precision=32: write 32-true (its current name)"),
+        ("+model.hiden_size=3", "model.hiden_size: LSTMClassifier takes no argument 'hiden_size' (did you mean"),
+        ("+loss.smoothing=0.1", "loss.smoothing: CategoricalLoss takes no argument 'smoothing' (did you mean"),
+        ("model._target_=ser.models.nope.Net", "model._target_='ser.models.nope.Net': cannot be imported"),
         ("+augment.crop=150", "augment.crop=150: write +augment.crop.max_frames=<frames>"),
         ("+augment.crop.frames=150", "augment.crop={'frames': 150}: write +augment.crop.max_frames=<frames>"),
         ("callbacks.early_stopping.patience=-1", "patience=-1: must be an integer of 0 or more"),
@@ -68,6 +75,19 @@ def test_values_that_cannot_work_are_named(train_config, override, needle):
         assert found == []
     else:
         assert any(needle in p for p in found), found
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(train_config):
+    expected = "trainer.accelerator='gpu': no CUDA device is available here; use trainer=cpu"
+    assert any(p.startswith(expected) for p in problems(train_config("trainer=gpu")))
+
+
+def test_every_model_and_loss_option_takes_its_config_keys(train_config):
+    for group in ("model", "loss"):
+        for option in sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml")):
+            cfg = OmegaConf.to_container(train_config(f"{group}={option}")[group])
+            assert unknown_arguments(cfg, group) == [], (group, option)
 
 
 def test_fold_out_of_range(train_config):
