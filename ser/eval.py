@@ -190,9 +190,12 @@ def member_probabilities(
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoints of ``cfg.ckpt`` on ``cfg.data``; returns the record and what the report needs."""
     start = time.perf_counter()
+    batch_size = cfg.get("batch_size")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size > 0):
+        raise EvalError(f"batch_size={batch_size!r}: must be a positive integer (or null: data.batch_size)")
     members = load_members(to_plain(cfg.ckpt))
     data = dict(to_plain(cfg.data))
-    data["batch_size"] = int(cfg.get("batch_size") or data["batch_size"])
+    data["batch_size"] = int(batch_size or data["batch_size"])
     # Bars on a terminal only (progress=auto), as in ser.train: a redirected log gets no bar redraws.
     data["progress"] = show_bars(data.get("progress", "auto")) and show_bars(cfg.get("progress"))
     device = resolve_device(cfg.get("device", "cpu"))

@@ -194,7 +194,8 @@ def check_checkpoint(cfg: DictConfig, input_dim: int) -> None:
     theirs, ours = flatten(ckpt["hyper_parameters"].get("model") or {}), flatten(to_plain(cfg.model))
     differ = [f"model.{k}={v}" for k, v in theirs.items() if ours.get(k) != v]
     trained = f"; it was trained with {' '.join(differ)}" if differ else ""
-    raise ConfigError(f"ckpt_path={path}: the checkpoint holds another model size ({mismatch}){trained}")
+    other = "another model" if ours.get("_target_") != theirs.get("_target_") else "another model size"
+    raise ConfigError(f"ckpt_path={path}: the checkpoint holds {other} ({mismatch}){trained}")
 
 
 def report_data(datamodule: SERDataModule, loggers: list) -> None:

@@ -177,6 +177,13 @@ def test_cli_writes_outputs_eval_and_exits_2_with_one_line_errors(runs, cli_env,
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("ser.eval: ") and "nope.ckpt: checkpoint not found" in last
+    assert res.stderr.count("checkpoint not found") == 1  # said once, not also as a log line
+
+
+@pytest.mark.parametrize("size", ["0", "-4", "two"])
+def test_a_batch_size_that_cannot_work_is_named(runs, eval_config, size):
+    with pytest.raises(EvalError, match=rf"^batch_size='?{size}'?: must be a positive integer"):
+        run(eval_config(f"ckpt={runs['single'] / BEST}", f"batch_size={size}"))
 
 
 def test_a_checkpoint_without_a_data_record_needs_allow_overlap(eval_config, tmp_path):

@@ -160,6 +160,8 @@ def test_checkpoint_of_another_model_size_is_refused(trained, train_config):
     ckpt = out / "checkpoints" / "best.ckpt"
     with pytest.raises(ConfigError, match=r"another model size \(net\..*; it was trained with model.hidden_size=128"):
         run(train_config("train=false", f"ckpt_path={ckpt}"))  # FAST_OVERRIDES: hidden_size=32
+    with pytest.raises(ConfigError, match=r"holds another model \(net\..*trained with model._target_=ser.models.lstm"):
+        run(train_config("model=crnn", "train=false", f"ckpt_path={ckpt}"))
 
 
 def test_testing_a_checkpoint_without_training_reproduces_its_run(trained, train_config, tmp_path, caplog):
