@@ -206,7 +206,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         for m in members
     ]
-    index = modules[0].corpora.index(progress=bool(data.get("progress", True)))
+    try:
+        index = modules[0].corpora.index(progress=bool(data.get("progress", True)))
+    except DataError as exc:
+        raise DataError(f"{exc}{demo_hint(members, data)}") from exc
     available = index.speakers()
     requested = to_plain(cfg.get("speakers"))
     if isinstance(requested, str):
@@ -246,6 +249,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     record = build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall, run_environment(device))
     record["eval"]["overlap"]["clips"] = int(overlap.sum())
     return {"record": record, "clips": clips, "probs": probs, "members": count[keep], "overlap": overlap}
+
+
+def demo_hint(members: Sequence[RebuiltModel], data: Mapping[str, Any]) -> str:
+    """A pointer to data=demo when the checkpoints were trained on the built-in demo corpus and the data are not."""
+    trained = {tuple((m.data or {}).get("corpora") or ()) for m in members}
+    if trained == {("demo",)} and list(data.get("corpora") or ()) != ["demo"]:
+        return "; these checkpoints were trained on the built-in demo corpus: add data=demo to score them on it"
+    return ""
 
 
 def build_record(cfg, members, plan, corpora, clips, scores, excluded, hours, wall, environment) -> dict[str, Any]:

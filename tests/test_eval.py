@@ -186,6 +186,14 @@ def test_a_batch_size_that_cannot_work_is_named(runs, eval_config, size):
         run(eval_config(f"ckpt={runs['single'] / BEST}", f"batch_size={size}"))
 
 
+def test_a_demo_checkpoint_scored_without_data_demo_says_to_add_it(runs, eval_config, tmp_path):
+    from ser.data.corpus import DataError
+
+    cfg = eval_config(f"ckpt={runs['single'] / BEST}", f"data.root={tmp_path / 'no_corpora'}", data="default")
+    with pytest.raises(DataError, match="trained on the built-in demo corpus: add data=demo to score them on it$"):
+        run(cfg)
+
+
 def test_a_checkpoint_without_a_data_record_needs_allow_overlap(eval_config, tmp_path):
     from checkpoint_fixtures import build_checkpoint
 
