@@ -41,7 +41,8 @@ from ser.logs import show_bars
 from ser.models.checkpoint import CheckpointError, RebuiltModel
 from ser.models.ensemble import held_out_members, load_members, seen_speakers, tested_speakers
 from ser.results import run_record
-from ser.runtime import configure_matmul_precision, configure_threads, is_multirun, run_command
+from ser.runs import is_multirun
+from ser.runtime import configure_matmul_precision, configure_threads, mark_failed, run_command
 from ser.scoring import score, truth
 
 log = logging.getLogger("ser.eval")
@@ -191,7 +192,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoints of ``cfg.ckpt`` on ``cfg.data``; returns the record and what the report needs."""
     start = time.perf_counter()
     batch_size = cfg.get("batch_size")
-    if batch_size is not None and not (isinstance(batch_size, int) and batch_size > 0):
+    positive = isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0
+    if batch_size is not None and not positive:
         raise EvalError(f"batch_size={batch_size!r}: must be a positive integer (or null: data.batch_size)")
     members = load_members(to_plain(cfg.ckpt))
     data = dict(to_plain(cfg.data))
@@ -254,7 +256,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def demo_hint(members: Sequence[RebuiltModel], data: Mapping[str, Any]) -> str:
     """A pointer to data=demo when the checkpoints were trained on the built-in demo corpus and the data are not."""
     trained = {tuple((m.data or {}).get("corpora") or ()) for m in members}
-    if trained == {("demo",)} and list(data.get("corpora") or ()) != ["demo"]:
+    corpora = data.get("corpora") or ()
+    if trained == {("demo",)} and ([corpora] if isinstance(corpora, str) else list(corpora)) != ["demo"]:
         return "; these checkpoints were trained on the built-in demo corpus: add data=demo to score them on it"
     return ""
 
@@ -344,9 +347,11 @@ def main(cfg: DictConfig) -> None:
         if is_multirun():  # a sweep's job folder stays: its log says why (on the console once, below)
             log.error("%s", exc)
         _error(str(exc))
+        mark_failed(cfg.paths.output_dir)  # a single run's folder holding only its log goes
         sys.exit(EXIT_USAGE)
     except ValueError as exc:  # e.g. device=cuda without a GPU
         _error(f"error: {exc}")
+        mark_failed(cfg.paths.output_dir)
         sys.exit(EXIT_USAGE)
     print(summary_text(record, Path(cfg.paths.output_dir)))
 

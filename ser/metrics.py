@@ -51,7 +51,7 @@ def present_class_averages(confusion: torch.Tensor) -> tuple[torch.Tensor, torch
     so a test set without female speakers (SAVEE, cross-corpus) would be scored on classes it cannot hold.
     A prediction into an absent class still costs the recall of the clip's true class.
     """
-    confusion = confusion.double()
+    confusion = confusion.cpu().double()  # float64 is not on every device (MPS)
     tp, support, predicted = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
     present = support > 0
     uar = (tp[present] / support[present]).mean()

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ser.runs import is_multirun
+from ser.runs import register_resolvers as register_run_names
 
 # Set by a command's task function when it starts: an OSError before it is Hydra failing to make the run folder.
 _TASK_STARTED = False
@@ -99,9 +100,7 @@ def register_resolvers() -> None:
     """``${ser.runs:${data.corpora}}`` in conf/hydra/default.yaml (registered on import of this module)."""
     if not OmegaConf.has_resolver("ser.runs"):
         OmegaConf.register_new_resolver("ser.runs", runs_subdir)
-    from ser.runs import register_resolvers as register_run_names  # ${ser.unique:...}, ${ser.label:...}
-
-    register_run_names()
+    register_run_names()  # ${ser.unique:...}, ${ser.label:...}
 
 
 register_resolvers()

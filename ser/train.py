@@ -246,11 +246,13 @@ def write_artifacts(out_dir: Path, metrics: dict[str, Any], module: SERModule) -
     # The report from the (DDP-synced) confusion counts: the same numbers as from per-clip predictions.
     y_true = np.repeat(np.arange(len(CLASSES)), cm.sum(1))
     y_pred = np.concatenate([np.repeat(np.arange(len(CLASSES)), row) for row in cm])
+    # Over the classes the test data hold, as UAR and macro-F1 in metrics.json (a male-only test corpus: 6).
+    present = [i for i in range(len(CLASSES)) if cm[i].sum() > 0] or list(range(len(CLASSES)))
     report = classification_report(
         y_true,
         y_pred,
-        labels=list(range(len(CLASSES))),
-        target_names=list(CLASSES),
+        labels=present,
+        target_names=[CLASSES[i] for i in present],
         digits=4,
         zero_division=0,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import math
 import os
@@ -143,13 +144,16 @@ def unknown_arguments(node: Any, group: str) -> list[str]:
     """
     if not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str):
         return []
-    from hydra.utils import get_object
-
+    module, _, name = node["_target_"].rpartition(".")
     try:
-        target = get_object(node["_target_"])
+        target = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [f"{group}._target_={node['_target_']!r}: cannot be imported ({first})"]
+    try:
         params = inspect.signature(target).parameters
-    except Exception as exc:  # an unknown target: instantiation says so in its own words
-        return [f"{group}._target_={node['_target_']!r}: cannot be imported ({exc})"]
+    except (TypeError, ValueError):  # a builtin without a signature: instantiation will judge its arguments
+        return []
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return []
     out = []

@@ -178,6 +178,7 @@ def test_cli_writes_outputs_eval_and_exits_2_with_one_line_errors(runs, cli_env,
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("ser.eval: ") and "nope.ckpt: checkpoint not found" in last
     assert res.stderr.count("checkpoint not found") == 1  # said once, not also as a log line
+    assert [p.name for p in (tmp_path / "outputs").glob("**/eval/*")] == [out.name]  # no folder left of it
 
 
 @pytest.mark.parametrize("size", ["0", "-4", "two"])

@@ -58,7 +58,8 @@ def test_the_default_config_has_no_problems(train_config):
         ("trainer.precision=32", "trainer.precision=32: write 32-true (its current name)"),
         ("+model.hiden_size=3", "model.hiden_size: LSTMClassifier takes no argument 'hiden_size' (did you mean"),
         ("+loss.smoothing=0.1", "loss.smoothing: CategoricalLoss takes no argument 'smoothing' (did you mean"),
-        ("model._target_=ser.models.nope.Net", "model._target_='ser.models.nope.Net': cannot be imported"),
+        ("model._target_=ser.models.nope.Net", "model._target_='ser.models.nope.Net': cannot be imported (No module"),
+        ("model._target_=ser.models.crnn.Nope", "model._target_='ser.models.crnn.Nope': cannot be imported (module"),
         ("+augment.crop=150", "augment.crop=150: write +augment.crop.max_frames=<frames>"),
         ("+augment.crop.frames=150", "augment.crop={'frames': 150}: write +augment.crop.max_frames=<frames>"),
         ("callbacks.early_stopping.patience=-1", "patience=-1: must be an integer of 0 or more"),
@@ -69,6 +70,7 @@ def test_the_default_config_has_no_problems(train_config):
 )
 def test_values_that_cannot_work_are_named(train_config, override, needle):
     found = problems(train_config(*override.split()))
+    assert all("\n" not in p for p in found)  # each one line
     if override == "trainer.min_epochs=5":
         assert found == ["trainer.min_epochs=5 is above trainer.max_epochs=3"]
     elif needle is None:
@@ -77,10 +79,14 @@ def test_values_that_cannot_work_are_named(train_config, override, needle):
         assert any(needle in p for p in found), found
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
-def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(train_config):
+def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(train_config, monkeypatch):
+    import ser.validate
+
     expected = "trainer.accelerator='gpu': no CUDA device is available here; use trainer=cpu"
+    monkeypatch.setattr(ser.validate, "_cuda_available", lambda: False)
     assert any(p.startswith(expected) for p in problems(train_config("trainer=gpu")))
+    monkeypatch.setattr(ser.validate, "_cuda_available", lambda: True)
+    assert problems(train_config("trainer=gpu")) == []
 
 
 def test_every_model_and_loss_option_takes_its_config_keys(train_config):
