@@ -27,7 +27,8 @@ from ser.analysis.keys import varied_keys
 from ser.analysis.loss_claim import LossClaim
 from ser.analysis.render import MAX_LISTED, problem_line, summary_text, write_outputs
 from ser.analysis.stats import PAIRING_KEYS, Comparison
-from ser.results import SCALARS, Job, load_sweep, load_sweeps
+from ser.results import SCALARS
+from ser.sweeps import Job, load_sweep, load_sweeps
 
 __all__ = ["CompareError", "Comparison", "Job", "analyze", "compare", "load_sweep", "main", "verdict"]
 

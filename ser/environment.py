@@ -1,7 +1,7 @@
 """Where a run ran: the code version, the libraries and the device, kept in its run record.
 
 A CPU and a GPU (or two library versions) give the same recipe slightly different numbers, so a report that
-pools runs from several machines needs to know which ran where (``Job.device`` in :mod:`ser.results`,
+pools runs from several machines needs to know which ran where (``Job.device`` in :mod:`ser.sweeps`,
 :func:`ser.analysis.checks.mixed_devices`).
 """
 

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from ser.results import RECORD_FILE, expected_overrides, read_record, write_record
+from ser.results import RECORD_FILE, read_record, write_record
+from ser.sweeps import expected_overrides
 from ser.validate import ConfigError
 
 log = logging.getLogger("ser.runs")

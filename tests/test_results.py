@@ -1,4 +1,4 @@
-"""ser.results: the run record written and read back, atomic JSON, and jobs of a sweep folder."""
+"""ser.results and ser.sweeps: the run record written and read back, atomic JSON, and jobs of a sweep folder."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ser import results as R
+from ser import sweeps as S
 
 
 def _record(**overrides: object) -> dict:
@@ -98,7 +99,7 @@ def test_unreadable_and_absent_records_make_failed_and_missing_jobs(tmp_path: Pa
     (tmp_path / "1" / "train.log").write_text("[ser.train][ERROR] - Killed by signal 9\n")
     with pytest.raises(ValueError):
         R.read_record(tmp_path / "0")
-    broken, died = R.load_job(tmp_path / "0"), R.load_job(tmp_path / "1", ["loss=binary", "seed=1"])
+    broken, died = S.load_job(tmp_path / "0"), S.load_job(tmp_path / "1", ["loss=binary", "seed=1"])
     assert broken.status == "failed" and broken.error.startswith("unreadable metrics.json")
     assert died.status == "missing" and "Killed by signal 9" in died.error
     assert died.overrides == ["loss=binary", "seed=1"] and died.params == {"loss": "binary", "seed": 1}
@@ -110,7 +111,7 @@ def test_loss_and_split_come_from_the_record(tmp_path: Path) -> None:
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=a", "seed=3"]))
     R.write_record(job, _record(loss="categorical", split="speaker", fold=None))
-    loaded = R.load_job(job)
+    loaded = S.load_job(job)
     assert loaded.params == {"experiment": "a", "seed": 3, "loss": "categorical"}
     assert (loaded.status, loaded.split, loaded.fold) == ("ok", "speaker", None)
 
@@ -121,7 +122,7 @@ def test_loss_and_split_come_from_the_record(tmp_path: Path) -> None:
         yaml.safe_dump({"hydra": {"runtime": {"choices": {"loss": "binary"}}}})
     )
     R.write_record(failed, R.failure_record(RuntimeError("boom"), ["experiment=a", "seed=4"]))
-    job1 = R.load_job(failed)
+    job1 = S.load_job(failed)
     assert (job1.status, job1.error, job1.params["loss"]) == ("failed", "RuntimeError: boom", "binary")
 
     # A record written before ser.results (same flat fields, loss named there): read as before.
@@ -130,7 +131,7 @@ def test_loss_and_split_come_from_the_record(tmp_path: Path) -> None:
     (old / "metrics.json").write_text(
         json.dumps({"status": "ok", "uar": 0.4, "loss": "binary", "split": "kfold", "fold": 1})
     )
-    job2 = R.load_job(old, ["loss=binary", "data.split=kfold", "data.fold=1"])
+    job2 = S.load_job(old, ["loss=binary", "data.split=kfold", "data.fold=1"])
     assert (job2.value("uar"), job2.params["loss"], job2.split, job2.fold) == (0.4, "binary", "kfold", 1)
     assert math.isnan(job2.value("macro_f1"))
 
@@ -142,7 +143,7 @@ def test_display_names_cover_every_metric() -> None:
 
 def test_results_and_analysis_import_without_torch() -> None:
     code = (
-        "import sys, ser.results, ser.compare, ser.analysis.render, ser.analysis.loss_claim; "
+        "import sys, ser.results, ser.sweeps, ser.compare, ser.analysis.render, ser.analysis.loss_claim; "
         "assert 'torch' not in sys.modules and 'lightning' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

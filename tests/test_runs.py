@@ -166,7 +166,7 @@ def test_finish_has_nothing_to_do_when_every_job_is_ok(tmp_path, capsys):
 
 
 def test_compare_tells_killed_jobs_from_jobs_that_never_started(tmp_path):
-    from ser.results import load_sweep
+    from ser.sweeps import load_sweep
 
     sweep = _sweep(tmp_path, {0: "ok", 1: "running", 2: "interrupted"})
     write_record(sweep / "1", {"status": "running", "started": "2026-01-01 10:00:00", "host": "node7", "pid": 42})

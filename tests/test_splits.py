@@ -278,7 +278,8 @@ def test_loso_errors(speaker, val_speakers: int, clips: list[Clip], message: str
 
 def test_compare_pairs_held_out_corpora_and_speakers_like_folds() -> None:
     from ser.analysis.stats import PAIRING_KEYS, analyze
-    from ser.results import SCALARS, Job
+    from ser.results import SCALARS
+    from ser.sweeps import Job
 
     assert {"split.test_corpus", "split.speaker"} <= set(PAIRING_KEYS)
     for key, split, folds in (

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ser.analysis.stats import Comparison
-from ser.results import Job
+from ser.sweeps import Job
 
 # Pairs below which a paired test means little: the exact Wilcoxon test cannot reach p < 0.05 under 6 pairs.
 MIN_PAIRS = 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ser.results import NAMED_GROUPS, Job
+from ser.sweeps import NAMED_GROUPS, Job
 
 # Keys whose values are repetitions of one setting, not settings: runs are paired over them.
 # (split.* since split became its own config group; data.* in older sweeps; the held-out corpus of a

@@ -19,7 +19,8 @@ from ser.analysis.story import Story
 from ser.analysis.words import fmt, fmt_ci, fmt_p, p_is, stratum_verdicts, verdict
 from ser.labels import CLASSES, NUM_CLASSES
 from ser.plots import confusion_figure, fit_title, normalize_rows, plt, save_figure
-from ser.results import META_FIELDS, Job, display_name, write_text
+from ser.results import display_name, write_text
+from ser.sweeps import META_FIELDS, Job
 
 MAX_CONFUSION_PANELS = 6
 ERROR_CHARS = 300

@@ -23,7 +23,8 @@ from ser.analysis.keys import (
     sort_key,
     varied_keys,
 )
-from ser.results import SCALARS, Job
+from ser.results import SCALARS
+from ser.sweeps import Job
 
 # Every scalar metric is a rate in [0, 1]; a difference of two lies in [-1, 1]. CIs are clipped to these.
 METRIC_BOUNDS = (0.0, 1.0)
